@@ -1,0 +1,50 @@
+// A Hugging Face checkpoint directory: config.json plus weights in one of the
+// layouts save_pretrained writes (single or sharded safetensors, single or
+// sharded pytorch_model.bin). safetensors tensors stay memory-mapped until used.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pbllm/io/safetensors.h"
+
+namespace pbllm::io {
+
+class Checkpoint {
+ public:
+  // MODEL is a directory or an ORG/NAME id in the local Hugging Face cache.
+  static Checkpoint open(const std::string& model);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const nlohmann::json& config() const { return config_; }
+  // The weights file (or index) the tensors come from, e.g. "model.safetensors".
+  const std::string& weights_file() const { return weights_file_; }
+
+  std::vector<std::string> tensor_names() const;
+  bool has_tensor(const std::string& name) const;
+  // A CPU tensor in the checkpoint's dtype; a missing name throws, naming the folder.
+  at::Tensor tensor(const std::string& name) const;
+
+ private:
+  void add_safetensors(const std::filesystem::path& file, const std::vector<std::string>* expected_names);
+  void add_torch_bin(const std::filesystem::path& file, const std::vector<std::string>* expected_names);
+  void add_sharded(const std::filesystem::path& index, bool safetensors);
+
+  std::filesystem::path dir_;
+  nlohmann::json config_;
+  std::string weights_file_;
+  std::vector<std::shared_ptr<SafetensorsFile>> mapped_files_;
+  std::unordered_map<std::string, const SafetensorsFile*> mapped_;  // name -> the file that holds it
+  std::unordered_map<std::string, at::Tensor> loaded_;              // tensors read from .bin files
+};
+
+// Reads a JSON file; errors name the file and the parse problem.
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
+}  // namespace pbllm::io

@@ -1,0 +1,98 @@
+// The layer-wise interface the quantizer drives: embed(ids) -> hidden states,
+// layer(i) on a batch of hidden states (reporting each Linear's input to an
+// observer), head(hidden) -> logits; every Linear's weight reachable by name.
+//
+// Weights stay on the host in the checkpoint's dtype (memory-mapped where the
+// file allows); each call moves what it needs to the compute device and dtype:
+// float32 on the CPU, fp16 on CUDA.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/model/config.h"
+
+namespace pbllm::model {
+
+// Receives the input of each Linear as the layer runs: shape [batch, seq, in_features].
+class LinearInputObserver {
+ public:
+  virtual ~LinearInputObserver() = default;
+  virtual void observe(int64_t layer, const std::string& linear, const at::Tensor& input) = 0;
+};
+
+class DecoderModel {
+ public:
+  virtual ~DecoderModel() = default;
+
+  // Builds the OPT or LLaMA model that config.json names. `device` is where the
+  // forward runs ("cpu" or "cuda[:N]").
+  static std::unique_ptr<DecoderModel> load(const io::Checkpoint& checkpoint, const at::Device& device);
+
+  const ModelConfig& config() const { return config_; }
+  const at::Device& device() const { return device_; }
+  at::ScalarType compute_dtype() const { return compute_dtype_; }
+  int64_t num_layers() const { return config_.num_layers; }
+
+  // ids: [batch, seq] int64 (any device) -> hidden [batch, seq, hidden] on device().
+  virtual at::Tensor embed(const at::Tensor& ids) const = 0;
+  // Runs decoder layer `index` (causal attention over the whole sequence).
+  virtual at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer = nullptr) const = 0;
+  // hidden -> float32 logits [batch, seq, vocab] on device().
+  virtual at::Tensor head(const at::Tensor& hidden) const = 0;
+  // embed, every layer, head.
+  at::Tensor forward(const at::Tensor& ids) const;
+
+  // The Linears of one decoder layer in execution order, e.g. "self_attn.q_proj".
+  virtual std::vector<std::string> linear_names() const = 0;
+  // The checkpoint name of a Linear's weight, e.g. "model.layers.3.self_attn.q_proj.weight".
+  std::string linear_weight_name(int64_t layer, const std::string& linear) const;
+
+  // Host tensors by checkpoint name, in the checkpoint's dtype.
+  const std::map<std::string, at::Tensor>& weights() const { return weights_; }
+  const at::Tensor& weight(const std::string& name) const;
+  // Replaces a weight (same shape; stored in the original dtype), e.g. by its quantized values.
+  void set_weight(const std::string& name, const at::Tensor& value);
+  int64_t parameter_count() const;
+
+ protected:
+  // `source` names the weights file in errors.
+  DecoderModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
+               std::string source);
+
+  // Checks that weight `name` exists with `shape`, naming the file otherwise.
+  void require_weight(const std::string& name, const std::vector<int64_t>& shape) const;
+  // require_weight for every Linear of every layer, from linear_shapes().
+  void require_layer_weights(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) const;
+
+  // A weight on the compute device in the compute dtype; an absent optional one
+  // (a bias the config turns off) gives an undefined tensor.
+  at::Tensor param(const std::string& name) const;
+  at::Tensor optional_param(const std::string& name) const;
+  // Rows `ids` ([batch, seq], any device) of the host table `name`, gathered on
+  // the host so only [batch, seq, dim] crosses to the device; ids out of range throw.
+  at::Tensor embedding_rows(const std::string& name, const at::Tensor& ids) const;
+  // "<layers_prefix><index>." — where one layer's tensors live.
+  std::string layer_prefix(int64_t index) const;
+  // x @ W^T + b for the Linear `linear` of layer `index`, reporting x first.
+  at::Tensor linear(int64_t index, const std::string& linear, const at::Tensor& x,
+                    LinearInputObserver* observer) const;
+  // Causal softmax attention; q: [b, heads, t, d], k, v: [b, kv_heads, t, d] -> [b, t, heads * d].
+  static at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+  // [b, t, heads * d] -> [b, heads, t, d]
+  static at::Tensor split_heads(const at::Tensor& x, int64_t heads);
+
+  ModelConfig config_;
+  std::map<std::string, at::Tensor> weights_;
+  at::Device device_;
+  at::ScalarType compute_dtype_;
+  std::string source_;
+  std::string layers_prefix_;  // set by the derived class: "model.layers." or "model.decoder.layers."
+};
+
+}  // namespace pbllm::model

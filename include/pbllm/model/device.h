@@ -1,0 +1,20 @@
+// Moving host tensors to the compute device and parsing --device.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace pbllm::model {
+
+// "cpu", "cuda", "cuda:N". CUDA without a usable GPU is a clear error.
+at::Device parse_device(const std::string& name);
+
+// The dtype the forward computes in: float32 on the CPU, fp16 on CUDA.
+at::ScalarType compute_dtype_for(const at::Device& device);
+
+// `host` on `device` in `dtype`. A float32 host tensor bound for fp16 on a GPU
+// is copied as float32 and converted there by kernels/fp16_convert.cu.
+at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype);
+
+}  // namespace pbllm::model

@@ -1,0 +1,25 @@
+// LLaMA: RMSNorm, rotary positions (rotate-half layout, as Hugging Face stores
+// q/k), grouped-query attention, SiLU-gated MLP.
+#pragma once
+
+#include "pbllm/model/decoder.h"
+
+namespace pbllm::model {
+
+class LlamaModel : public DecoderModel {
+ public:
+  LlamaModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
+             const std::string& source);
+
+  at::Tensor embed(const at::Tensor& ids) const override;
+  at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer) const override;
+  at::Tensor head(const at::Tensor& hidden) const override;
+  std::vector<std::string> linear_names() const override;
+
+ private:
+  at::Tensor rms_norm(const at::Tensor& x, const std::string& weight_name) const;
+  // q or k [b, heads, t, d] rotated by position.
+  at::Tensor apply_rotary(const at::Tensor& x) const;
+};
+
+}  // namespace pbllm::model

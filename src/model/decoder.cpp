@@ -1,0 +1,117 @@
+#include "pbllm/model/decoder.h"
+
+#include <ATen/ops/linear.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+
+#include "pbllm/core/check.h"
+#include "pbllm/model/device.h"
+#include "pbllm/model/llama.h"
+#include "pbllm/model/opt.h"
+
+namespace pbllm::model {
+
+std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoint, const at::Device& device) {
+  const ModelConfig config =
+      ModelConfig::from_json(checkpoint.config(), (checkpoint.dir() / "config.json").string());
+  std::map<std::string, at::Tensor> weights;
+  for (const std::string& name : checkpoint.tensor_names()) weights[name] = checkpoint.tensor(name);
+  const std::string source = str_cat(checkpoint.dir().string(), "/", checkpoint.weights_file());
+  if (config.architecture == Architecture::opt)
+    return std::make_unique<OptModel>(config, std::move(weights), device, source);
+  return std::make_unique<LlamaModel>(config, std::move(weights), device, source);
+}
+
+DecoderModel::DecoderModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
+                           std::string source)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      device_(device),
+      compute_dtype_(compute_dtype_for(device)),
+      source_(std::move(source)) {}
+
+void DecoderModel::require_weight(const std::string& name, const std::vector<int64_t>& shape) const {
+  auto found = weights_.find(name);
+  PBLLM_CHECK(found != weights_.end(), source_, ": tensor '", name, "' is missing");
+  PBLLM_CHECK(found->second.sizes() == at::IntArrayRef(shape), source_, ": tensor '", name, "' has shape ",
+              found->second.sizes(), " but config.json implies ", at::IntArrayRef(shape));
+  const at::ScalarType dtype = found->second.scalar_type();
+  PBLLM_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, source_, ": tensor '", name,
+              "' has dtype ", at::toString(dtype), " (expected F32, F16 or BF16)");
+}
+
+void DecoderModel::require_layer_weights(
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) const {
+  for (int64_t i = 0; i < num_layers(); ++i)
+    for (const auto& [name, shape] : tensors) require_weight(layer_prefix(i) + name, shape);
+}
+
+at::Tensor DecoderModel::forward(const at::Tensor& ids) const {
+  at::Tensor hidden = embed(ids);
+  for (int64_t i = 0; i < num_layers(); ++i) hidden = layer(i, hidden);
+  return head(hidden);
+}
+
+std::string DecoderModel::layer_prefix(int64_t index) const { return str_cat(layers_prefix_, index, "."); }
+
+std::string DecoderModel::linear_weight_name(int64_t layer, const std::string& linear) const {
+  return str_cat(layer_prefix(layer), linear, ".weight");
+}
+
+const at::Tensor& DecoderModel::weight(const std::string& name) const {
+  auto found = weights_.find(name);
+  PBLLM_CHECK(found != weights_.end(), "the model has no tensor '", name, "'");
+  return found->second;
+}
+
+void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) {
+  const at::Tensor& current = weight(name);
+  PBLLM_CHECK(current.sizes() == value.sizes(), "set_weight '", name, "': shape ", value.sizes(), " differs from ",
+              current.sizes());
+  weights_[name] = value.to(at::kCPU, current.scalar_type()).contiguous();
+}
+
+int64_t DecoderModel::parameter_count() const {
+  int64_t count = 0;
+  for (const auto& [name, tensor] : weights_) count += tensor.numel();
+  return count;
+}
+
+at::Tensor DecoderModel::param(const std::string& name) const {
+  return to_compute(weight(name), device_, compute_dtype_);
+}
+
+at::Tensor DecoderModel::optional_param(const std::string& name) const {
+  auto found = weights_.find(name);
+  return found == weights_.end() ? at::Tensor() : to_compute(found->second, device_, compute_dtype_);
+}
+
+at::Tensor DecoderModel::embedding_rows(const std::string& name, const at::Tensor& ids) const {
+  PBLLM_CHECK(ids.dim() == 2, "token ids must be [batch, seq], got ", ids.sizes());
+  const at::Tensor& table = weight(name);
+  const at::Tensor host_ids = ids.to(at::kCPU, at::kLong).flatten();
+  PBLLM_CHECK(host_ids.numel() == 0 ||
+                  (host_ids.min().item<int64_t>() >= 0 && host_ids.max().item<int64_t>() < table.size(0)),
+              "token id out of range [0, ", table.size(0), ") for ", name);
+  return to_compute(table.index_select(0, host_ids), device_, compute_dtype_).view({ids.size(0), ids.size(1), -1});
+}
+
+at::Tensor DecoderModel::linear(int64_t index, const std::string& linear, const at::Tensor& x,
+                                LinearInputObserver* observer) const {
+  if (observer != nullptr) observer->observe(index, linear, x);
+  const std::string prefix = str_cat(layer_prefix(index), linear);
+  return at::linear(x, param(prefix + ".weight"), optional_param(prefix + ".bias"));
+}
+
+at::Tensor DecoderModel::split_heads(const at::Tensor& x, int64_t heads) {
+  return x.view({x.size(0), x.size(1), heads, -1}).transpose(1, 2);
+}
+
+at::Tensor DecoderModel::causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  // enable_gqa lets each group of query heads share its key/value head without
+  // materialising repeated K and V (HF's repeat_kv gives the same numbers).
+  const at::Tensor out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, std::nullopt,
+                                                          /*enable_gqa=*/q.size(1) != k.size(1));
+  return out.transpose(1, 2).reshape({q.size(0), q.size(2), -1});
+}
+
+}  // namespace pbllm::model

@@ -1,0 +1,47 @@
+#include "pbllm/model/device.h"
+
+#include <ATen/Context.h>
+#include <ATen/ops/empty.h>
+
+#include "pbllm/core/check.h"
+
+#ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "fp16_convert.h"
+#endif
+
+namespace pbllm::model {
+
+at::Device parse_device(const std::string& name) {
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(name);
+  } catch (const std::exception&) {
+    throw Error(str_cat("--device '", name, "' is not a device (cpu, cuda, cuda:N)"));
+  }
+  PBLLM_CHECK(device.is_cpu() || device.is_cuda(), "--device '", name, "' is not supported (cpu, cuda, cuda:N)");
+  if (device.is_cuda()) {
+    PBLLM_CHECK(at::hasCUDA(), "--device ", name, ": no CUDA GPU is available on this machine");
+    PBLLM_CHECK(!device.has_index() || device.index() < static_cast<int>(at::getNumGPUs()), "--device ", name,
+                ": this machine has ", at::getNumGPUs(), " GPU(s)");
+  }
+  return device;
+}
+
+at::ScalarType compute_dtype_for(const at::Device& device) { return device.is_cuda() ? at::kHalf : at::kFloat; }
+
+at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {
+#ifdef PBLLM_WITH_CUDA
+  if (device.is_cuda() && host.scalar_type() == at::kFloat && dtype == at::kHalf) {
+    const at::Tensor source = host.to(device).contiguous();
+    at::Tensor result = at::empty(host.sizes(), source.options().dtype(at::kHalf));
+    kernels::convert_f32_to_f16(source.data_ptr<float>(), reinterpret_cast<uint16_t*>(result.data_ptr()),
+                                source.numel(), c10::cuda::getCurrentCUDAStream(device.index()).stream());
+    return result;
+  }
+#endif
+  return host.to(device, dtype);
+}
+
+}  // namespace pbllm::model

@@ -1,0 +1,61 @@
+// CUDA paths: the fp16 conversion kernel and the fp16 forward. They need a
+// GPU and skip with a message without one.
+#include <ATen/Context.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/equal.h>
+#include <ATen/ops/randn.h>
+
+#include <cmath>
+
+#include "pbllm/eval/perplexity.h"
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/model/decoder.h"
+#include "pbllm/model/device.h"
+#include "test_support.h"
+
+#ifdef PBLLM_WITH_CUDA
+#include "fp16_convert.h"
+#endif
+
+namespace pbllm {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                       \
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped"
+
+TEST(Cuda, DeviceFlagWithoutGpuIsAClearError) {
+  if (at::hasCUDA()) GTEST_SKIP() << "a GPU is present: the no-GPU error cannot be shown";
+  EXPECT_ERROR_CONTAINS(model::parse_device("cuda"), "no CUDA GPU is available");
+  EXPECT_ERROR_CONTAINS(model::parse_device("tpu"), "is not a device");
+}
+
+#ifdef PBLLM_WITH_CUDA
+TEST(Cuda, Fp16ConversionKernelMatchesTorchRounding) {
+  SKIP_WITHOUT_GPU();
+  for (int64_t count : {1, 2, 1023, 300001}) {
+    const at::Tensor source = (at::randn({count}) * 1000).to(at::kCUDA);
+    at::Tensor result = at::empty({count}, source.options().dtype(at::kHalf));
+    kernels::convert_f32_to_f16(source.data_ptr<float>(), reinterpret_cast<uint16_t*>(result.data_ptr()), count,
+                                nullptr);
+    EXPECT_TRUE(at::equal(result.cpu(), source.to(at::kHalf).cpu())) << count;
+  }
+  EXPECT_ERROR_CONTAINS(kernels::convert_f32_to_f16(nullptr, nullptr, 4, nullptr), "null pointer");
+}
+#endif
+
+TEST(Cuda, Fp16ForwardOfStories260KMatchesCpuPerplexity) {
+  SKIP_WITHOUT_GPU();
+  const auto checkpoint = io::Checkpoint::open(testing::source_path("data/stories260K").string());
+  const auto cpu = model::DecoderModel::load(checkpoint, at::kCPU);
+  const auto gpu = model::DecoderModel::load(checkpoint, model::parse_device("cuda"));
+  const nlohmann::json reference =
+      io::read_json_file(testing::source_path("data/reference/reference_ppl_tinystories_sample.json"));
+  const auto ids = reference["stories"][0]["ids"].get<std::vector<int64_t>>();
+  const double cpu_ppl = std::exp(eval::sequence_nll(*cpu, ids).mean());
+  const double gpu_ppl = std::exp(eval::sequence_nll(*gpu, ids).mean());
+  EXPECT_NEAR(gpu_ppl, cpu_ppl, 1e-2 * cpu_ppl);
+}
+
+}  // namespace
+}  // namespace pbllm

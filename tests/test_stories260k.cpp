@@ -1,0 +1,89 @@
+// The bundled real model against references computed by an independent
+// forward pass (data/reference/): per-story NLL, perplexity, greedy ids.
+#include <cmath>
+
+#include <ATen/ops/arange.h>
+#include <ATen/ops/zeros.h>
+
+#include "pbllm/eval/perplexity.h"
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/model/decoder.h"
+#include "test_support.h"
+
+namespace pbllm {
+namespace {
+
+using pbllm::testing::source_path;
+
+class Stories260K : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    checkpoint_ = new io::Checkpoint(io::Checkpoint::open(source_path("data/stories260K").string()));
+    model_ = model::DecoderModel::load(*checkpoint_, at::kCPU).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete checkpoint_;
+  }
+  static io::Checkpoint* checkpoint_;
+  static model::DecoderModel* model_;
+};
+io::Checkpoint* Stories260K::checkpoint_ = nullptr;
+model::DecoderModel* Stories260K::model_ = nullptr;
+
+TEST_F(Stories260K, PerStoryNllAndPerplexityMatchTheReference) {
+  const nlohmann::json reference =
+      io::read_json_file(source_path("data/reference/reference_ppl_tinystories_sample.json"));
+  double total_nll = 0;
+  int64_t total_tokens = 0;
+  for (const auto& story : reference["stories"]) {
+    const eval::NllSum nll = eval::sequence_nll(*model_, story["ids"].get<std::vector<int64_t>>());
+    EXPECT_EQ(nll.tokens, story["scored"].get<int64_t>());
+    EXPECT_NEAR(nll.nll, story["nll_sum"].get<double>(), 1e-4 * story["nll_sum"].get<double>());
+    total_nll += nll.nll;
+    total_tokens += nll.tokens;
+  }
+  EXPECT_EQ(total_tokens, 1804);
+  const double perplexity = std::exp(total_nll / total_tokens);
+  EXPECT_NEAR(perplexity, reference["ppl"].get<double>(), 1e-4 * reference["ppl"].get<double>());
+}
+
+TEST_F(Stories260K, GreedyDecodingFromBosGivesTheReferenceIds) {
+  const nlohmann::json reference = io::read_json_file(source_path("data/reference/reference_greedy_64.json"));
+  const auto expected = reference["ids"].get<std::vector<int64_t>>();
+  const auto ids = eval::greedy_continue(*model_, {1}, static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(std::vector<int64_t>(ids.begin() + 1, ids.end()), expected);
+}
+
+TEST_F(Stories260K, LayerwiseInterfaceReportsEveryLinearInput) {
+  struct Recorder : model::LinearInputObserver {
+    std::vector<std::string> names;
+    void observe(int64_t layer, const std::string& linear, const at::Tensor& input) override {
+      EXPECT_EQ(layer, 2);
+      EXPECT_EQ(input.size(-1), linear == "mlp.down_proj" ? 172 : 64) << linear;
+      names.push_back(linear);
+    }
+  } recorder;
+  const at::Tensor ids = at::arange(1, 9, at::kLong).unsqueeze(0);
+  at::Tensor hidden = model_->embed(ids);
+  for (int64_t i = 0; i < 2; ++i) hidden = model_->layer(i, hidden);
+  model_->layer(2, hidden, &recorder);
+  EXPECT_EQ(recorder.names, model_->linear_names());
+  EXPECT_EQ(model_->linear_weight_name(2, "mlp.up_proj"), "model.layers.2.mlp.up_proj.weight");
+}
+
+TEST_F(Stories260K, TokenIdOutOfRangeIsAnError) {
+  EXPECT_ERROR_CONTAINS(eval::sequence_nll(*model_, {1, 600}), "token id out of range");
+}
+
+TEST_F(Stories260K, SetWeightChangesTheForwardAndChecksShape) {
+  auto copy = model::DecoderModel::load(*checkpoint_, at::kCPU);
+  const std::string name = copy->linear_weight_name(0, "self_attn.q_proj");
+  EXPECT_ERROR_CONTAINS(copy->set_weight(name, at::zeros({3, 3})), "shape");
+  copy->set_weight(name, at::zeros({64, 64}));
+  const std::vector<int64_t> ids = {1, 403, 407, 261, 378};
+  EXPECT_NE(eval::sequence_nll(*copy, ids).nll, eval::sequence_nll(*model_, ids).nll);
+}
+
+}  // namespace
+}  // namespace pbllm
