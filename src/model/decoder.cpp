@@ -1,5 +1,6 @@
 #include "pbllm/model/decoder.h"
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
@@ -100,6 +101,26 @@ at::Tensor DecoderModel::linear(int64_t index, const std::string& linear, const 
   if (observer != nullptr) observer->observe(index, linear, x);
   const std::string prefix = str_cat(layer_prefix(index), linear);
   return at::linear(x, param(prefix + ".weight"), optional_param(prefix + ".bias"));
+}
+
+std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, const std::vector<std::string>& names,
+                                                             const at::Tensor& x,
+                                                             LinearInputObserver* observer) const {
+  // One wide GEMM uses the cores better than several narrow ones; stacking the
+  // weights costs one copy of them, small next to the product at seqlen 2048.
+  std::vector<at::Tensor> weights, biases;
+  std::vector<int64_t> widths;
+  for (const std::string& name : names) {
+    if (observer != nullptr) observer->observe(index, name, x);
+    const std::string prefix = str_cat(layer_prefix(index), name);
+    weights.push_back(param(prefix + ".weight"));
+    widths.push_back(weights.back().size(0));
+    if (at::Tensor bias = optional_param(prefix + ".bias"); bias.defined()) biases.push_back(std::move(bias));
+  }
+  PBLLM_CHECK(biases.empty() || biases.size() == names.size(), "layer ", index,
+              ": some of the Linears sharing an input have a bias and some do not");
+  const at::Tensor stacked_bias = biases.empty() ? at::Tensor() : at::cat(biases);
+  return at::linear(x, at::cat(weights), stacked_bias).split_with_sizes(widths, -1);
 }
 
 at::Tensor DecoderModel::split_heads(const at::Tensor& x, int64_t heads) {

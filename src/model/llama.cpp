@@ -90,16 +90,16 @@ at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
 at::Tensor LlamaModel::layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer) const {
   const std::string prefix = layer_prefix(index);
   at::Tensor x = rms_norm(hidden, prefix + "input_layernorm.weight");
-  const at::Tensor q = apply_rotary(split_heads(linear(index, "self_attn.q_proj", x, observer), config_.num_heads));
-  const at::Tensor k =
-      apply_rotary(split_heads(linear(index, "self_attn.k_proj", x, observer), config_.num_kv_heads));
-  const at::Tensor v = split_heads(linear(index, "self_attn.v_proj", x, observer), config_.num_kv_heads);
+  const auto qkv =
+      linears_on_shared_input(index, {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, x, observer);
+  const at::Tensor q = apply_rotary(split_heads(qkv[0], config_.num_heads));
+  const at::Tensor k = apply_rotary(split_heads(qkv[1], config_.num_kv_heads));
+  const at::Tensor v = split_heads(qkv[2], config_.num_kv_heads);
   const at::Tensor h = hidden + linear(index, "self_attn.o_proj", causal_attention(q, k, v), observer);
 
   x = rms_norm(h, prefix + "post_attention_layernorm.weight");
-  const at::Tensor gate = at::silu(linear(index, "mlp.gate_proj", x, observer));
-  const at::Tensor up = linear(index, "mlp.up_proj", x, observer);
-  return h + linear(index, "mlp.down_proj", gate * up, observer);
+  const auto gate_up = linears_on_shared_input(index, {"mlp.gate_proj", "mlp.up_proj"}, x, observer);
+  return h + linear(index, "mlp.down_proj", at::silu(gate_up[0]) * gate_up[1], observer);
 }
 
 at::Tensor LlamaModel::head(const at::Tensor& hidden) const {

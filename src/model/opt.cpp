@@ -81,10 +81,11 @@ at::Tensor OptModel::layer(int64_t index, const at::Tensor& hidden, LinearInputO
   const int64_t heads = config_.num_heads;
 
   at::Tensor x = pre_norm ? layer_norm(hidden, prefix + "self_attn_layer_norm") : hidden;
-  const at::Tensor q = split_heads(linear(index, "self_attn.q_proj", x, observer), heads);
-  const at::Tensor k = split_heads(linear(index, "self_attn.k_proj", x, observer), heads);
-  const at::Tensor v = split_heads(linear(index, "self_attn.v_proj", x, observer), heads);
-  at::Tensor h = hidden + linear(index, "self_attn.out_proj", causal_attention(q, k, v), observer);
+  const auto qkv =
+      linears_on_shared_input(index, {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, x, observer);
+  const at::Tensor attention =
+      causal_attention(split_heads(qkv[0], heads), split_heads(qkv[1], heads), split_heads(qkv[2], heads));
+  at::Tensor h = hidden + linear(index, "self_attn.out_proj", attention, observer);
   if (!pre_norm) h = layer_norm(h, prefix + "self_attn_layer_norm");
 
   x = pre_norm ? layer_norm(h, prefix + "final_layer_norm") : h;

@@ -82,6 +82,11 @@ class DecoderModel {
   // x @ W^T + b for the Linear `linear` of layer `index`, reporting x first.
   at::Tensor linear(int64_t index, const std::string& linear, const at::Tensor& x,
                     LinearInputObserver* observer) const;
+  // The Linears `names` of layer `index` that read the same input (q/k/v,
+  // gate/up) as one matrix product over their stacked weights, split back;
+  // each is reported to the observer with x.
+  std::vector<at::Tensor> linears_on_shared_input(int64_t index, const std::vector<std::string>& names,
+                                                  const at::Tensor& x, LinearInputObserver* observer) const;
   // Causal softmax attention; q: [b, heads, t, d], k, v: [b, kv_heads, t, d] -> [b, t, heads * d].
   static at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
   // [b, t, heads * d] -> [b, heads, t, d]
