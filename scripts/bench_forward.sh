@@ -8,4 +8,4 @@ SEQLEN=${1:-2048}
 THREADS=${2:-$(nproc)}
 scripts/setup.sh
 python3 scripts/bench_forward.py models/bench-opt-125m --seqlen "$SEQLEN" --threads "$THREADS"
-"${BUILD_DIR:-build}"/tools/pbllm-bench models/bench-opt-125m --seqlen "$SEQLEN" --threads "$THREADS" --log-level warn
+"${BUILD_DIR:-build}"/tools/pbllm-bench forward models/bench-opt-125m --seqlen "$SEQLEN" --threads "$THREADS" --log-level warn

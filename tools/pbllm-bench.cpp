@@ -1,45 +1,79 @@
-// pbllm-bench MODEL: tokens per second of a full forward (embed, every layer,
-// head) on random token ids; scripts/bench_forward.sh compares it with transformers.
-#include <ATen/ops/randint.h>
+// pbllm-bench: the timings the scripts/bench_*.sh drivers compare with
+// transformers.
+//   pbllm-bench forward MODEL    tokens/s of a full forward on random ids
+//   pbllm-bench tokenize DIR FILE  MB/s of encoding a text file
 #include <ATen/Parallel.h>
+#include <ATen/ops/randint.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
+#include "pbllm/tokenizer/tokenizer.h"
 #include "tool_main.h"
 
+namespace {
+
+// Best wall time of `repeat` runs of `work` after one warm-up run.
+template <typename Work>
+double best_seconds(int repeat, Work&& work) {
+  double best = 1e30;
+  for (int run = 0; run <= repeat; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (run > 0) best = std::min(best, seconds);
+  }
+  return best;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"Time a full forward pass of a checkpoint", "pbllm-bench"};
-  std::string model_arg, device_name = "cpu";
-  int64_t seqlen = 2048;
+  CLI::App app{"Timings for the benchmark scripts", "pbllm-bench"};
+  app.require_subcommand(1);
+  app.fallthrough();  // --threads and the other common flags may follow the subcommand
   int repeat = 3;
   pbllm::tools::CommonFlags common;
-  app.add_option("model", model_arg, "checkpoint directory or ORG/NAME")->required();
-  app.add_option("--seqlen", seqlen, "tokens per forward")->check(CLI::PositiveNumber);
-  app.add_option("--repeat", repeat, "timed forwards after one warm-up; the best is reported")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--device", device_name, "cpu, cuda or cuda:N");
+  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(CLI::PositiveNumber);
   common.add_to(app);
+
+  std::string model_arg, device_name = "cpu";
+  int64_t seqlen = 2048;
+  CLI::App* forward = app.add_subcommand("forward", "tokens/s of a full forward (embed, layers, head)");
+  forward->add_option("model", model_arg, "checkpoint directory or ORG/NAME")->required();
+  forward->add_option("--seqlen", seqlen, "tokens per forward")->check(CLI::PositiveNumber);
+  forward->add_option("--device", device_name, "cpu, cuda or cuda:N");
+
+  std::string tokenizer_dir, text_path;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "MB/s of encoding a text file (one thread)");
+  tokenize->add_option("tokenizer", tokenizer_dir, "folder with the tokenizer files")->required();
+  tokenize->add_option("file", text_path, "text file")->required()->check(CLI::ExistingFile);
+
   return pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
-    const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
-    const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
-    c10::NoGradGuard no_grad;
-    const at::Tensor ids = at::randint(model->config().vocab_size, {1, seqlen}, at::kLong);
-    double best = 1e30;
-    for (int run = 0; run <= repeat; ++run) {
-      const auto start = std::chrono::steady_clock::now();
-      const at::Tensor logits = model->forward(ids);
-      (void)logits.sum().item<float>();  // waits for the device
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (run > 0) best = std::min(best, seconds);
+    if (*forward) {
+      const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
+      const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
+      c10::NoGradGuard no_grad;
+      const at::Tensor ids = at::randint(model->config().vocab_size, {1, seqlen}, at::kLong);
+      const double seconds = best_seconds(repeat, [&] { (void)model->forward(ids).sum().item<float>(); });
+      std::printf("pbllm forward: %lld tokens in %.3f s = %.1f tokens/s (best of %d, %d threads)\n",
+                  (long long)seqlen, seconds, seqlen / seconds, repeat, at::get_num_threads());
+      return;
     }
-    std::printf("pbllm forward: %lld tokens in %.3f s = %.1f tokens/s (best of %d, %d threads)\n", (long long)seqlen,
-                best, seqlen / best, repeat, at::get_num_threads());
+    const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(tokenizer_dir);
+    std::ifstream in(text_path, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t count = 0;
+    const double seconds = best_seconds(repeat, [&] { count = tokenizer->encode(text).size(); });
+    std::printf("pbllm tokenize: %.2f MB -> %zu ids in %.3f s = %.2f MB/s (%s)\n", text.size() / 1e6, count, seconds,
+                text.size() / 1e6 / seconds, tokenizer->description().c_str());
   });
 }

@@ -4,6 +4,8 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
+#include <unistd.h>
+
 #include "pbllm/core/check.h"
 #include "pbllm/model/device.h"
 #include "pbllm/model/llama.h"
@@ -28,7 +30,13 @@ DecoderModel::DecoderModel(ModelConfig config, std::map<std::string, at::Tensor>
       weights_(std::move(weights)),
       device_(device),
       compute_dtype_(compute_dtype_for(device)),
-      source_(std::move(source)) {}
+      source_(std::move(source)) {
+  int64_t upcast_bytes = 0;
+  for (const auto& [name, tensor] : weights_)
+    if (tensor.scalar_type() != compute_dtype_) upcast_bytes += tensor.numel() * 4;
+  const int64_t memory_bytes = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
+  keep_upcast_ = device_.is_cpu() && upcast_bytes > 0 && upcast_bytes <= memory_bytes / 2;
+}
 
 void DecoderModel::require_weight(const std::string& name, const std::vector<int64_t>& shape) const {
   auto found = weights_.find(name);
@@ -69,6 +77,8 @@ void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) 
   PBLLM_CHECK(current.sizes() == value.sizes(), "set_weight '", name, "': shape ", value.sizes(), " differs from ",
               current.sizes());
   weights_[name] = value.to(at::kCPU, current.scalar_type()).contiguous();
+  const std::lock_guard<std::mutex> lock(upcast_mutex_);
+  upcast_.erase(name);
 }
 
 int64_t DecoderModel::parameter_count() const {
@@ -78,12 +88,16 @@ int64_t DecoderModel::parameter_count() const {
 }
 
 at::Tensor DecoderModel::param(const std::string& name) const {
-  return to_compute(weight(name), device_, compute_dtype_);
+  const at::Tensor& host = weight(name);
+  if (!keep_upcast_ || host.scalar_type() == compute_dtype_) return to_compute(host, device_, compute_dtype_);
+  const std::lock_guard<std::mutex> lock(upcast_mutex_);
+  auto [it, inserted] = upcast_.try_emplace(name);
+  if (inserted) it->second = to_compute(host, device_, compute_dtype_);
+  return it->second;
 }
 
 at::Tensor DecoderModel::optional_param(const std::string& name) const {
-  auto found = weights_.find(name);
-  return found == weights_.end() ? at::Tensor() : to_compute(found->second, device_, compute_dtype_);
+  return weights_.count(name) ? param(name) : at::Tensor();
 }
 
 at::Tensor DecoderModel::embedding_rows(const std::string& name, const at::Tensor& ids) const {

@@ -290,8 +290,10 @@ std::unique_ptr<ByteLevelBpe> ByteLevelBpe::from_tokenizer_json(const std::files
   const nlohmann::json json = io::read_json_file(tokenizer_json);
   PBLLM_CHECK(json.contains("model") && json["model"].value("type", "") == "BPE", source,
               ": the model is not of type BPE");
-  PBLLM_CHECK(!json.contains("normalizer") || json["normalizer"].is_null(), source,
-              ": normalizers are not supported for byte-level BPE");
+  const nlohmann::json normalizer = json.value("normalizer", nlohmann::json());
+  const bool no_normalizer = normalizer.is_null() || (normalizer.value("type", "") == "Sequence" &&
+                                                      normalizer.value("normalizers", nlohmann::json::array()).empty());
+  PBLLM_CHECK(no_normalizer, source, ": normalizers are not supported for byte-level BPE");
   PBLLM_CHECK(json.contains("pre_tokenizer") && json["pre_tokenizer"].is_object(), source, ": no pre_tokenizer");
   ByteLevelBpeOptions options = pre_tokenizer_options(json["pre_tokenizer"], source);
   const nlohmann::json& model = json["model"];

@@ -11,6 +11,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -97,7 +98,16 @@ class DecoderModel {
   at::Device device_;
   at::ScalarType compute_dtype_;
   std::string source_;
-  std::string layers_prefix_;  // set by the derived class: "model.layers." or "model.decoder.layers."
+  std::string layers_prefix_;
+
+ private:
+  // On the CPU, a checkpoint in fp16 / bf16 is upcast once and kept when its
+  // float32 copy fits in half the machine's memory (fresh half-gigabyte buffers
+  // per forward cost more than the conversion itself); larger models are
+  // upcast layer by layer as they are used.
+  bool keep_upcast_ = false;
+  mutable std::mutex upcast_mutex_;
+  mutable std::map<std::string, at::Tensor> upcast_;  // set by the derived class: "model.layers." or "model.decoder.layers."
 };
 
 }  // namespace pbllm::model

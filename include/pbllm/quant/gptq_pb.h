@@ -1,0 +1,61 @@
+// GPTQ-PB on one Linear (DESIGN.md, "The GPTQ-PB method"): a salient fraction
+// of the weights stays at high_bit, the rest goes to the low-bit quantizer,
+// and each column's rounding error is pushed onto the columns to its right
+// through the upper Cholesky factor U of the damped inverse Hessian.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "pbllm/quant/quantizers.h"
+
+namespace pbllm::quant {
+
+enum class SalientMetric { magnitude, hessian };
+SalientMetric salient_metric_from_name(const std::string& name);  // "magnitude", "hessian"
+
+struct GptqPbOptions {
+  LowBitQuantizer::Options low;
+  double low_frac = 0.9;  // the binarized fraction: 0.9 keeps 10% salient
+  int high_bit = 8;
+  SalientMetric metric = SalientMetric::magnitude;
+  int64_t blocksize = 128;
+  int64_t groupsize = -1;  // -1: one group per row, whatever the blocksize
+  double percdamp = 0.01;
+  bool disable_gptq = false;
+  // Correction: the high-bit range from the salient weights only (the
+  // reference takes it over all weights of the row).
+  bool high_range_from_salient = false;
+
+  // One-line errors for values out of range (low_frac outside [0, 1], ...).
+  void validate() const;
+};
+
+struct GptqPbResult {
+  at::Tensor weight;     // quantized, float32 [rows, columns]
+  at::Tensor binarized;  // bool [rows, columns]: true where the low-bit quantizer was used
+  double loss = 0;       // the reference's "error": sum of (w - q)^2 / d^2, halved
+  double salient_fraction = 0;
+  double percdamp_used = 0;  // after any retries
+  int damping_retries = 0;
+};
+
+// U, the upper Cholesky factor of (H + percdamp * mean(diag H) * I)^-1. A
+// factorisation that fails multiplies the damping by 10 and retries (at most
+// 6 times), logging each retry with `name`.
+at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const std::string& name, double* percdamp_used,
+                                  int* retries);
+
+// true = binarized: per column group, score <= the element at index
+// floor(count * low_frac) of the ascending scores (all of them at low_frac = 1).
+// score = |W| (magnitude) or W^2 / diag(U)^2 (hessian).
+at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetric metric, double low_frac,
+                          int64_t groupsize);
+
+// Quantizes weight [rows, columns] (any float dtype) with Hessian [columns,
+// columns] (float32). NaN / Inf in either stops with `name` in the message.
+GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqPbOptions& options,
+                              const std::string& name);
+
+}  // namespace pbllm::quant

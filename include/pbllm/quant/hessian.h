@@ -1,0 +1,24 @@
+// H = 2/n * sum of X^T X over the calibration sequences seen so far, kept as
+// the reference keeps it: H <- H * n_old / n + (sqrt(2 / n) X)^T (sqrt(2 / n) X).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace pbllm::quant {
+
+class HessianAccumulator {
+ public:
+  explicit HessianAccumulator(int64_t columns);
+  // input: [batch, seq, columns] or [seq, columns]; each batch row counts as one sequence.
+  void add(const at::Tensor& input);
+  const at::Tensor& hessian() const { return hessian_; }
+  int64_t sequences() const { return sequences_; }
+
+ private:
+  at::Tensor hessian_;  // float32 [columns, columns]
+  int64_t sequences_ = 0;
+};
+
+}  // namespace pbllm::quant

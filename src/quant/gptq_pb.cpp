@@ -1,0 +1,192 @@
+#include "pbllm/quant/gptq_pb.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/abs.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cholesky_inverse.h>
+#include <ATen/ops/diag.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/linalg_cholesky_ex.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "pbllm/core/check.h"
+#include "pbllm/report/logging.h"
+
+namespace pbllm::quant {
+
+SalientMetric salient_metric_from_name(const std::string& name) {
+  if (name == "magnitude") return SalientMetric::magnitude;
+  if (name == "hessian") return SalientMetric::hessian;
+  throw Error(str_cat("unknown --salient_metric '", name, "' (magnitude, hessian)"));
+}
+
+void GptqPbOptions::validate() const {
+  PBLLM_CHECK(low_frac >= 0 && low_frac <= 1, "--low_frac ", low_frac, " is outside [0, 1]");
+  PBLLM_CHECK(high_bit >= 1 && high_bit <= 16, "--high_bit ", high_bit, " is outside 1..16");
+  PBLLM_CHECK(blocksize >= 1, "--blocksize ", blocksize, " must be positive");
+  PBLLM_CHECK(groupsize == -1 || (groupsize > 0 && groupsize % blocksize == 0), "--groupsize ", groupsize,
+              " must be -1 or a positive multiple of --blocksize ", blocksize);
+  PBLLM_CHECK(percdamp >= 0, "--percdamp ", percdamp, " must be non-negative");
+}
+
+namespace {
+
+constexpr int kMaxDampingRetries = 6;
+
+bool all_finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }
+
+// One Cholesky attempt of H + percdamp * mean(diag H) * I -> U, or an
+// undefined tensor. The damping is a float32 tensor product, as the reference's.
+at::Tensor try_inverse_factor(const at::Tensor& H, double percdamp) {
+  at::Tensor damped = H.clone();
+  damped.diagonal().add_(H.diagonal().mean() * percdamp);
+  auto [lower, info] = at::linalg_cholesky_ex(damped);
+  if (info.item<int>() != 0) return {};
+  const at::Tensor inverse = at::cholesky_inverse(lower);
+  auto [upper, info_upper] = at::linalg_cholesky_ex(inverse, /*upper=*/true);
+  if (info_upper.item<int>() != 0 || !all_finite(upper)) return {};
+  return upper.contiguous();  // LAPACK hands back column-major strides; the column loop reads rows
+}
+
+// The column loop of one block, fused: rows are independent inside a block, so
+// each thread takes a range of rows and walks the block's columns for each row
+// in a local buffer, quantizing (high- or low-bit by the mask) and pushing the
+// error onto the row's later columns. W's block columns become the quantized
+// values; errors [rows, n] feed the update of the columns right of the block.
+void quantize_block(at::Tensor& W, const at::Tensor& U, const at::Tensor& binarized, int64_t first, int64_t n,
+                    const HighBitQuantizer& high, const LowBitQuantizer& low, int64_t group, bool compensate,
+                    at::Tensor& errors, std::vector<double>& row_losses) {
+  const int64_t rows = W.size(0), columns = W.size(1);
+  float* weights = W.data_ptr<float>();
+  const float* u = U.data_ptr<float>();  // row-major: inverse_hessian_factor returns it contiguous
+  const bool* mask = binarized.data_ptr<bool>();
+  float* error_out = errors.data_ptr<float>();
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> row_block(static_cast<size_t>(n));
+    for (int64_t row = begin; row < end; ++row) {
+      float* w_row = weights + row * columns + first;
+      const bool* m_row = mask + row * columns + first;
+      std::copy(w_row, w_row + n, row_block.begin());
+      double loss = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float w = row_block[i];
+        const float q = m_row[i] ? low.quantize(w, row, group) : high.quantize(w, row);
+        const float* u_row = u + (first + i) * columns + first;  // U[first + i, first:]
+        const float d = u_row[i];
+        const float difference = w - q;
+        loss += static_cast<double>(difference * difference / (d * d));
+        w_row[i] = q;
+        if (!compensate) continue;
+        const float e = difference / d;
+        error_out[row * n + i] = e;
+        for (int64_t j = i + 1; j < n; ++j) row_block[j] -= e * u_row[j];
+      }
+      row_losses[row] += loss;
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const std::string& name, double* percdamp_used,
+                                  int* retries) {
+  double factor = percdamp;
+  for (int attempt = 0; attempt <= kMaxDampingRetries; ++attempt) {
+    // percdamp 0 that fails starts the retries from 1e-6 of the mean diagonal.
+    if (attempt > 0) factor = factor > 0 ? factor * 10 : 1e-6;
+    at::Tensor upper = try_inverse_factor(H, factor);
+    if (upper.defined()) {
+      if (percdamp_used) *percdamp_used = factor;
+      if (retries) *retries = attempt;
+      return upper;
+    }
+    log::warn(str_cat(name, ": Hessian not positive definite with percdamp ", factor, "; retrying with more damping"));
+  }
+  throw Error(str_cat(name, ": the Hessian is not positive definite even with percdamp ", factor,
+                      " (degenerate calibration data?)"));
+}
+
+at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetric metric, double low_frac,
+                          int64_t groupsize) {
+  const int64_t columns = W.size(1);
+  const int64_t group_columns = groupsize > 0 ? groupsize : columns;
+  at::Tensor mask = at::empty(W.sizes(), W.options().dtype(at::kBool));
+  const at::Tensor diagonal = at::diag(U);
+  for (int64_t start = 0; start < columns; start += group_columns) {
+    const int64_t width = std::min(group_columns, columns - start);
+    const at::Tensor w = W.narrow(1, start, width);
+    const at::Tensor score = metric == SalientMetric::magnitude
+                                 ? w.abs()
+                                 : w.pow(2) / diagonal.narrow(0, start, width).reshape({1, -1}).pow(2);
+    const at::Tensor flat = score.contiguous().view(-1);
+    const auto index = static_cast<int64_t>(static_cast<double>(flat.numel()) * low_frac);
+    if (index >= flat.numel()) {  // low_frac = 1: everything binarized (the reference indexes past the end)
+      mask.narrow(1, start, width).fill_(true);
+      continue;
+    }
+    // The threshold by selection, not a full sort.
+    std::vector<float> values(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel());
+    std::nth_element(values.begin(), values.begin() + index, values.end());
+    mask.narrow(1, start, width).copy_(score <= values[index]);
+  }
+  return mask;
+}
+
+GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqPbOptions& options,
+                              const std::string& name) {
+  options.validate();
+  PBLLM_CHECK(weight.dim() == 2 && hessian.dim() == 2 && hessian.size(0) == weight.size(1) &&
+                  hessian.size(1) == weight.size(1),
+              name, ": weight ", weight.sizes(), " and Hessian ", hessian.sizes(), " do not match");
+  at::Tensor W = weight.to(at::kFloat).contiguous().clone();
+  at::Tensor H = hessian.to(at::kFloat).contiguous().clone();
+  PBLLM_CHECK(all_finite(W), name, ": the weight has NaN or Inf values");
+  PBLLM_CHECK(all_finite(H), name, ": the Hessian has NaN or Inf values (activations overflowed?)");
+  const int64_t rows = W.size(0), columns = W.size(1);
+  const int64_t groupsize = options.groupsize > 0 ? options.groupsize : columns;
+  const int64_t groups = (columns + groupsize - 1) / groupsize;
+
+  GptqPbResult result;
+  // The high-bit range comes from the original weights, before dead columns
+  // are zeroed (as the reference calibrates it).
+  HighBitQuantizer high;
+  if (!options.high_range_from_salient) high.calibrate(W, options.high_bit);
+
+  // Dead columns (never activated): H[i, i] = 1 and W[:, i] = 0.
+  const at::Tensor dead = H.diagonal() == 0;
+  H.diagonal().masked_fill_(dead, 1.0);
+  W.masked_fill_(dead.unsqueeze(0), 0.0);
+
+  const at::Tensor U = inverse_hessian_factor(H, options.percdamp, name, &result.percdamp_used, &result.damping_retries);
+  result.binarized = binarized_mask(W, U, options.metric, options.low_frac, options.groupsize);
+  if (options.high_range_from_salient) high.calibrate(W, options.high_bit, ~result.binarized);
+  LowBitQuantizer low(options.low, rows, groups);
+  for (int64_t group = 0; group < groups; ++group) {
+    const int64_t start = group * groupsize, width = std::min(groupsize, columns - start);
+    low.calibrate(W.narrow(1, start, width), result.binarized.narrow(1, start, width), group);
+  }
+
+  std::vector<double> row_losses(static_cast<size_t>(rows), 0.0);
+  at::Tensor errors = at::zeros({rows, std::min(options.blocksize, columns)}, W.options());
+  for (int64_t first = 0; first < columns; first += options.blocksize) {
+    const int64_t n = std::min(options.blocksize, columns - first);
+    if (errors.size(1) != n) errors = at::zeros({rows, n}, W.options());
+    quantize_block(W, U, result.binarized, first, n, high, low, first / groupsize, !options.disable_gptq, errors,
+                   row_losses);
+    const int64_t right = columns - first - n;
+    if (options.disable_gptq || right == 0) continue;
+    // The columns right of the block take the block's errors in one product.
+    W.narrow(1, first + n, right).addmm_(errors, U.narrow(0, first, n).narrow(1, first + n, right), 1.0, -1.0);
+  }
+  for (double loss : row_losses) result.loss += loss / 2;
+  result.weight = W;
+  result.salient_fraction = 1.0 - result.binarized.to(at::kFloat).mean().item<double>();
+  return result;
+}
+
+}  // namespace pbllm::quant

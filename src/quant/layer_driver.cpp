@@ -1,0 +1,142 @@
+#include "pbllm/quant/layer_driver.h"
+
+#include <ATen/ops/cat.h>
+#include <ATen/ops/trace.h>
+#include <ATen/ops/tensor.h>
+#include <c10/core/GradMode.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+
+#include "pbllm/core/check.h"
+#include "pbllm/quant/hessian.h"
+#include "pbllm/report/logging.h"
+#include "pbllm/report/progress.h"
+
+namespace pbllm::quant {
+
+bool LinearSelection::selected(int64_t layer, const std::string& linear) const {
+  const bool inside = minlayer <= layer && layer < maxlayer && linear.find(quant_only) != std::string::npos;
+  return inside != invert;
+}
+
+namespace {
+
+// Collects one Hessian per distinct input: Linears that read the same tensor
+// (q/k/v, gate/up) share one accumulator, so it is built once, not three
+// times as in the reference (the values are the same).
+class HessianObserver : public model::LinearInputObserver {
+ public:
+  explicit HessianObserver(std::vector<std::string> linears) : linears_(std::move(linears)) {}
+
+  void observe(int64_t, const std::string& linear, const at::Tensor& input) override {
+    if (std::find(linears_.begin(), linears_.end(), linear) == linears_.end()) return;
+    const bool same_input = last_input_.defined() && last_input_.data_ptr() == input.data_ptr() &&
+                            last_input_.sizes() == input.sizes();
+    auto& accumulator = accumulators_[linear];
+    if (same_input && last_accumulator_) {
+      if (!accumulator) accumulator = last_accumulator_;
+      if (accumulator == last_accumulator_) return;  // already added for this forward
+    }
+    if (!accumulator) accumulator = std::make_shared<HessianAccumulator>(input.size(-1));
+    accumulator->add(input);
+    last_input_ = input;
+    last_accumulator_ = accumulator;
+  }
+  // Called between forwards: the next input is a new tensor even if the allocator reuses the address.
+  void next_forward() {
+    last_input_ = at::Tensor();
+    last_accumulator_.reset();
+  }
+  const at::Tensor& hessian(const std::string& linear) const {
+    auto found = accumulators_.find(linear);
+    PBLLM_CHECK(found != accumulators_.end(), "no calibration input reached ", linear);
+    return found->second->hessian();
+  }
+
+ private:
+  std::vector<std::string> linears_;
+  std::map<std::string, std::shared_ptr<HessianAccumulator>> accumulators_;
+  at::Tensor last_input_;
+  std::shared_ptr<HessianAccumulator> last_accumulator_;
+};
+
+// Runs layer `index` on every sample, one sequence at a time as the reference does.
+at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::Tensor& inputs,
+                     HessianObserver* observer) {
+  std::vector<at::Tensor> outputs;
+  for (int64_t sample = 0; sample < inputs.size(0); ++sample) {
+    if (observer) observer->next_forward();
+    outputs.push_back(model.layer(index, inputs.narrow(0, sample, 1), observer));
+  }
+  return at::cat(outputs);
+}
+
+}  // namespace
+
+std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
+                                          const std::vector<std::vector<int32_t>>& calibration_windows,
+                                          const GptqPbOptions& options, const LinearSelection& selection,
+                                          const std::function<void(const LinearReport&)>& on_linear) {
+  options.validate();
+  PBLLM_CHECK(!calibration_windows.empty(), "no calibration windows (--nsamples must be positive)");
+  c10::NoGradGuard no_grad;
+  std::vector<int64_t> flat;
+  for (const auto& window : calibration_windows) flat.insert(flat.end(), window.begin(), window.end());
+  const at::Tensor ids = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
+                             .view({static_cast<int64_t>(calibration_windows.size()), -1});
+  at::Tensor hidden = model.embed(ids);
+
+  std::vector<LinearReport> reports;
+  report::Progress progress("quantize", model.num_layers(), "layers");
+  for (int64_t layer = 0; layer < model.num_layers(); ++layer) {
+    std::vector<std::string> chosen;
+    for (const std::string& linear : model.linear_names())
+      if (selection.selected(layer, linear)) chosen.push_back(linear);
+    if (!chosen.empty()) {
+      HessianObserver observer(chosen);
+      run_layer(model, layer, hidden, &observer);
+      for (const std::string& linear : chosen) {
+        const auto start = std::chrono::steady_clock::now();
+        const std::string weight_name = model.linear_weight_name(layer, linear);
+        const std::string label = str_cat("layer ", layer, " ", linear);
+        const at::Tensor& hessian = observer.hessian(linear);
+        log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
+        const GptqPbResult result = gptq_pb_quantize(model.weight(weight_name), hessian, options, label);
+        model.set_weight(weight_name, result.weight);
+        LinearReport entry;
+        entry.layer = layer;
+        entry.name = linear;
+        entry.rows = result.weight.size(0);
+        entry.columns = result.weight.size(1);
+        entry.loss = result.loss;
+        entry.salient_fraction = result.salient_fraction;
+        entry.percdamp_used = result.percdamp_used;
+        entry.damping_retries = result.damping_retries;
+        entry.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (on_linear) on_linear(entry);
+        reports.push_back(std::move(entry));
+      }
+    }
+    hidden = run_layer(model, layer, hidden, nullptr);
+    progress.update(layer + 1);
+  }
+  return reports;
+}
+
+nlohmann::json linear_reports_json(const std::vector<LinearReport>& reports) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const LinearReport& r : reports)
+    list.push_back({{"layer", r.layer},
+                    {"name", r.name},
+                    {"shape", {r.rows, r.columns}},
+                    {"loss", r.loss},
+                    {"salient_fraction", r.salient_fraction},
+                    {"seconds", r.seconds},
+                    {"percdamp", r.percdamp_used},
+                    {"damping_retries", r.damping_retries}});
+  return list;
+}
+
+}  // namespace pbllm::quant

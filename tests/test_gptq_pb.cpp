@@ -1,0 +1,175 @@
+// The fused GPTQ-PB column loop against the plain-LibTorch restatement
+// (tests/reference_gptq_pb.h) on random layers, and the bad inputs.
+#include <ATen/ATen.h>
+
+#include "pbllm/quant/gptq_pb.h"
+#include "pbllm/quant/hessian.h"
+#include "pbllm/quant/layer_driver.h"
+#include "reference_gptq_pb.h"
+#include "test_support.h"
+
+namespace pbllm::quant {
+namespace {
+
+using pbllm::testing::ReferenceOptions;
+
+// A random layer: W [rows, columns] and H = 2/n X^T X from correlated inputs,
+// with one dead (never active) column.
+std::pair<at::Tensor, at::Tensor> random_layer(int64_t rows, int64_t columns, uint64_t seed) {
+  at::manual_seed(seed);
+  const at::Tensor W = at::randn({rows, columns}) * 0.1;
+  at::Tensor X = at::randn({4 * columns, columns}).matmul(at::randn({columns, columns}) * 0.3 + at::eye(columns));
+  X.select(1, columns / 3).zero_();
+  HessianAccumulator accumulator(columns);
+  accumulator.add(X.view({4, columns, columns}));
+  return {W, accumulator.hessian()};
+}
+
+GptqPbOptions to_options(const ReferenceOptions& r) {
+  GptqPbOptions o;
+  o.low.method = low_bit_method_from_name(r.method);
+  o.metric = salient_metric_from_name(r.metric);
+  o.low_frac = r.low_frac;
+  o.high_bit = r.high_bit;
+  o.blocksize = r.blocksize;
+  o.groupsize = r.groupsize;
+  o.percdamp = r.percdamp;
+  o.disable_gptq = r.disable_gptq;
+  return o;
+}
+
+struct Shape {
+  int64_t blocksize, groupsize;
+  int high_bit;
+};
+
+TEST(GptqPb, FusedLoopEqualsTheRestatedLoop) {
+  const std::vector<std::string> methods = {"xnor", "sign", "no", "2bit", "4bit", "prune"};
+  const std::vector<Shape> shapes = {{128, -1, 8}, {32, -1, 8}, {16, 32, 4}, {24, -1, 2}, {32, 64, 8}};
+  const auto [W, H] = random_layer(48, 96, 7);
+  int cases = 0;
+  for (const std::string& method : methods)
+    for (const char* metric : {"magnitude", "hessian"})
+      for (double low_frac : {0.5, 0.8, 0.9, 0.95, 1.0}) {
+        const Shape& shape = shapes[cases % shapes.size()];
+        ReferenceOptions r;
+        r.method = method;
+        r.metric = metric;
+        r.low_frac = low_frac;
+        r.blocksize = shape.blocksize;
+        r.groupsize = shape.groupsize;
+        r.high_bit = shape.high_bit;
+        r.disable_gptq = cases % 7 == 3;
+        const auto expected = pbllm::testing::reference_gptq_pb(W, H, r);
+        const auto result = gptq_pb_quantize(W, H, to_options(r), "test");
+        const std::string label = method + " " + metric + " low_frac " + std::to_string(low_frac) + " blocksize " +
+                                  std::to_string(r.blocksize) + " groupsize " + std::to_string(r.groupsize);
+        EXPECT_TRUE(at::equal(result.binarized, expected.binarized)) << label;
+        // Equal up to float rounding: a sign that a last-bit difference flips
+        // changes one weight by at most a quantization step.
+        const at::Tensor difference = (result.weight - expected.weight).abs();
+        const int64_t differing = (difference > 1e-5).sum().item<int64_t>();
+        EXPECT_LE(differing, W.numel() / 200) << label;
+        EXPECT_NEAR(result.loss, expected.loss, 1e-3 * std::max(1.0, expected.loss)) << label;
+        ++cases;
+      }
+  EXPECT_EQ(cases, 60);
+}
+
+TEST(GptqPb, SalientFractionFollowsLowFrac) {
+  const auto [W, H] = random_layer(32, 64, 3);
+  for (double low_frac : {0.0, 0.5, 0.9, 1.0}) {
+    GptqPbOptions options;
+    options.low_frac = low_frac;
+    const auto result = gptq_pb_quantize(W, H, options, "test");
+    EXPECT_NEAR(result.salient_fraction, 1 - low_frac, 1.0 / 64) << low_frac;
+  }
+}
+
+TEST(GptqPb, CompensationLowersTheOutputError) {
+  // GPTQ's point: with error compensation, X W_q^T is closer to X W^T.
+  const auto [W, H] = random_layer(32, 64, 11);
+  GptqPbOptions options;
+  const auto compensated = gptq_pb_quantize(W, H, options, "test");
+  options.disable_gptq = true;
+  const auto rounded = gptq_pb_quantize(W, H, options, "test");
+  auto output_error = [&](const at::Tensor& Q) {
+    const at::Tensor delta = Q - W;
+    return delta.matmul(H).mul(delta).sum().item<double>();  // trace(delta H delta^T)
+  };
+  EXPECT_LT(output_error(compensated.weight), 0.9 * output_error(rounded.weight));
+}
+
+TEST(GptqPb, GroupsizeMinusOneWorksWithAnyBlocksize) {
+  const auto [W, H] = random_layer(16, 90, 5);  // 90 columns, blocksize 40: the reference asserts here
+  GptqPbOptions options;
+  options.blocksize = 40;
+  const auto result = gptq_pb_quantize(W, H, options, "test");
+  EXPECT_EQ(result.weight.sizes(), W.sizes());
+  EXPECT_TRUE(at::isfinite(result.weight).all().item<bool>());
+}
+
+TEST(GptqPb, NotPositiveDefiniteHessianRetriesWithMoreDamping) {
+  at::manual_seed(1);
+  const at::Tensor W = at::randn({8, 4});
+  // Eigenvalues -2 and 4 in the first two columns (mean diagonal 1): damping
+  // 0.01, 0.1 and 1 fail, 10 works.
+  const at::Tensor H = at::tensor({1.0f, 3.0f, 0.0f, 0.0f, 3.0f, 1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0.0f, 0.0f, 0.0f,
+                                   0.0f, 1.0f})
+                           .view({4, 4});
+  GptqPbOptions options;
+  const auto result = gptq_pb_quantize(W, H, options, "layer 0 q_proj");
+  EXPECT_EQ(result.damping_retries, 3);
+  EXPECT_NEAR(result.percdamp_used, 10.0, 1e-9);
+  EXPECT_TRUE(at::isfinite(result.weight).all().item<bool>());
+}
+
+TEST(GptqPb, BadInputsGiveOneLineErrors) {
+  const auto [W, H] = random_layer(8, 32, 2);
+  GptqPbOptions options;
+  at::Tensor nan_weight = W.clone();
+  nan_weight[1][2] = NAN;
+  EXPECT_ERROR_CONTAINS(gptq_pb_quantize(nan_weight, H, options, "layer 3 fc1"), "layer 3 fc1: the weight has NaN");
+  at::Tensor inf_hessian = H.clone();
+  inf_hessian[0][0] = INFINITY;
+  EXPECT_ERROR_CONTAINS(gptq_pb_quantize(W, inf_hessian, options, "layer 3 fc1"), "layer 3 fc1: the Hessian has NaN");
+  EXPECT_ERROR_CONTAINS(gptq_pb_quantize(W, H.narrow(0, 0, 16), options, "x"), "do not match");
+  options.low_frac = 1.5;
+  EXPECT_ERROR_CONTAINS(gptq_pb_quantize(W, H, options, "x"), "--low_frac 1.5 is outside [0, 1]");
+  options.low_frac = 0.9;
+  options.high_bit = 0;
+  EXPECT_ERROR_CONTAINS(gptq_pb_quantize(W, H, options, "x"), "--high_bit 0 is outside 1..16");
+  options.high_bit = 8;
+  options.groupsize = 48;
+  options.blocksize = 32;
+  EXPECT_ERROR_CONTAINS(gptq_pb_quantize(W, H, options, "x"), "--groupsize 48 must be -1 or a positive multiple");
+}
+
+TEST(HessianAccumulator, RunningScalingEqualsTwoOverNSumOfProducts) {
+  at::manual_seed(4);
+  const at::Tensor X = at::randn({5, 7, 6});
+  HessianAccumulator accumulator(6);
+  for (int64_t i = 0; i < 5; ++i) accumulator.add(X.narrow(0, i, 1));
+  const at::Tensor flat = X.reshape({-1, 6});
+  const at::Tensor expected = flat.t().matmul(flat) * (2.0 / 5);
+  EXPECT_TRUE(at::allclose(accumulator.hessian(), expected, 1e-5, 1e-5));
+  EXPECT_EQ(accumulator.sequences(), 5);
+}
+
+TEST(LinearSelection, FollowsTheReferenceRule) {
+  LinearSelection selection;
+  EXPECT_TRUE(selection.selected(0, "self_attn.q_proj"));
+  selection.minlayer = 2;
+  selection.maxlayer = 4;
+  selection.quant_only = "mlp";
+  EXPECT_FALSE(selection.selected(1, "mlp.up_proj"));
+  EXPECT_TRUE(selection.selected(3, "mlp.up_proj"));
+  EXPECT_FALSE(selection.selected(3, "self_attn.q_proj"));
+  EXPECT_FALSE(selection.selected(4, "mlp.up_proj"));
+  selection.invert = true;
+  EXPECT_TRUE(selection.selected(3, "self_attn.q_proj"));
+  EXPECT_FALSE(selection.selected(3, "mlp.up_proj"));
+}
+
+}  // namespace
+}  // namespace pbllm::quant

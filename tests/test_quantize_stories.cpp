@@ -1,0 +1,53 @@
+// GPTQ-PB end to end on the bundled stories260K against the reference
+// implementation's own run (PB-LLM's run.py path, transformers 4.35.2, slow
+// LlamaTokenizer, CPU): calibration ptb, nsamples 32, seed 0, seqlen 512,
+// xnor, low_frac 0.9, salient_metric hessian, high_bit 8, percdamp 0.01 gave
+// layer 0 q_proj loss 12884.26 and perplexity ptb test 218.35, wikitext2 test
+// 194.83.
+#include <cmath>
+
+#include "pbllm/data/datasets.h"
+#include "pbllm/eval/evaluate.h"
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/model/decoder.h"
+#include "pbllm/quant/layer_driver.h"
+#include "test_support.h"
+
+namespace pbllm {
+namespace {
+
+using pbllm::testing::source_path;
+
+TEST(QuantizeStories260K, MatchesTheReferenceRun) {
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  auto model = model::DecoderModel::load(checkpoint, at::kCPU);
+  const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
+  const auto windows =
+      data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 32, 0, 512);
+  quant::GptqPbOptions options;
+  options.low.method = quant::LowBitMethod::xnor;
+  options.low_frac = 0.9;
+  options.metric = quant::SalientMetric::hessian;
+  options.high_bit = 8;
+  options.percdamp = 0.01;
+  const auto reports = quant::quantize_layers(*model, windows, options, quant::LinearSelection{});
+  ASSERT_EQ(reports.size(), 35u);
+  EXPECT_EQ(reports[0].name, "self_attn.q_proj");
+  EXPECT_NEAR(reports[0].loss, 12884.26, 0.005 * 12884.26);
+  // Pinned from pbllm's own run of this configuration (the run whose layer 0
+  // loss and perplexities match the reference): later layers, where the
+  // reference printed no figure we have.
+  EXPECT_NEAR(reports.back().loss, 1313.19, 0.005 * 1313.19);  // layer 4 mlp.down_proj
+  for (const auto& report : reports) EXPECT_NEAR(report.salient_fraction, 0.1, 0.001) << report.name;
+
+  eval::EvaluationOptions evaluation;
+  evaluation.datasets = {"ptb", "wikitext2"};
+  evaluation.data_dir = source_path("data");
+  evaluation.seqlen = 512;
+  const auto results = eval::evaluate_datasets(*model, *tokenizer, evaluation);
+  EXPECT_NEAR(results[0].result.perplexity, 218.35, 0.005 * 218.35);
+  EXPECT_NEAR(results[1].result.perplexity, 194.83, 0.005 * 194.83);
+}
+
+}  // namespace
+}  // namespace pbllm

@@ -1,0 +1,176 @@
+// pbllm-quantize MODEL DATASET METHOD: GPTQ-PB with the reference run.py's
+// arguments; one line per Linear, a summary, optional perplexity and a saved
+// Hugging Face folder with report.json.
+#include <torch/version.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "pbllm/core/check.h"
+#include "pbllm/data/datasets.h"
+#include "pbllm/eval/evaluate.h"
+#include "pbllm/io/atomic_file.h"
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/io/hf_export.h"
+#include "pbllm/io/sha256.h"
+#include "pbllm/model/decoder.h"
+#include "pbllm/model/device.h"
+#include "pbllm/quant/layer_driver.h"
+#include "tool_main.h"
+
+namespace {
+
+using pbllm::str_cat;
+
+struct Arguments {
+  std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json;
+  int64_t nsamples = 128, seqlen = 0, max_windows = 0;
+  uint64_t seed = 0;
+  bool save_given = false, eval_given = false;
+  pbllm::quant::GptqPbOptions gptq;
+  pbllm::quant::LinearSelection selection;
+};
+
+void add_flags(CLI::App& app, Arguments& a) {
+  app.add_option("model", a.model, "checkpoint directory or ORG/NAME in the Hugging Face cache")->required();
+  app.add_option("dataset", a.dataset, "calibration data: wikitext2, ptb, c4 or text:PATH")->required();
+  app.add_option("low_quant_method", a.method, "low-bit method for the binarized weights")
+      ->required()
+      ->check(CLI::IsMember({"xnor", "sign", "no", "2bit", "4bit", "prune"}));
+  app.add_option("--low_frac,--low-frac", a.gptq.low_frac, "binarized fraction (0.9 keeps 10% salient)");
+  app.add_option("--high_bit,--high-bit", a.gptq.high_bit, "bits of the salient weights (1..16)");
+  app.add_option("--salient_metric,--salient-metric", a.metric, "magnitude or hessian")
+      ->check(CLI::IsMember({"magnitude", "hessian"}));
+  app.add_option("--nsamples", a.nsamples, "calibration windows")->check(CLI::PositiveNumber);
+  app.add_option("--seed", a.seed, "random.seed for the calibration windows");
+  app.add_option("--seqlen", a.seqlen, "window length (default: min(2048, the model's context))")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  app.add_option("--percdamp", a.gptq.percdamp, "damping, as a fraction of the mean Hessian diagonal");
+  app.add_option("--blocksize", a.gptq.blocksize, "columns per GPTQ block");
+  app.add_option("--groupsize", a.gptq.groupsize, "columns per salient / low-bit group (-1: whole rows)");
+  app.add_option("--minlayer", a.selection.minlayer, "quantize layers with index >= this");
+  app.add_option("--maxlayer", a.selection.maxlayer, "quantize layers with index < this");
+  app.add_option("--quant_only,--quant-only", a.selection.quant_only, "quantize only Linears whose name contains this");
+  app.add_flag("--invert", a.selection.invert, "invert the selection above");
+  app.add_flag("--disable_gptq,--disable-gptq", a.gptq.disable_gptq, "round to nearest, no error compensation");
+  app.add_flag("--stats-over-binarized,--stats_over_binarized", a.gptq.low.statistics_over_binarized_only,
+               "correction: xnor / sign statistics over the binarized weights only");
+  app.add_flag("--high-range-from-salient,--high_range_from_salient", a.gptq.high_range_from_salient,
+               "correction: the high-bit range from the salient weights only");
+  app.add_flag("--zero-point-per-row,--zero_point_per_row", a.gptq.low.zero_point_per_row,
+               "correction: 2bit / 4bit zero point from each row's own scale");
+  app.add_option("--data-dir,--data_dir", a.data_dir, "dataset folder (default: $PBLLM_DATA, else the bundled data/)");
+  app.add_option("--device", a.device, "cpu, cuda or cuda:N");
+  app.add_option("--save", a.save, "write the quantized model as a Hugging Face folder (default name under output/)")
+      ->expected(0, 1);
+  app.add_option("--eval", a.eval, "perplexity after quantizing (default: wikitext2,ptb,c4)")->expected(0, 1);
+  app.add_option("--max-windows,--max_windows", a.max_windows, "--eval only the first N windows of each dataset")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--json", a.json, "write report.json's content to this file too");
+}
+
+// The reference's save name: <model>_<dataset>_<method>_<low_frac>_<high_bit>_<groupsize>_<metric>.
+std::string default_save_dir(const Arguments& a) {
+  std::string model = a.model;
+  for (char& c : model)
+    if (c == '/') c = '_';
+  return str_cat("output/", model, "_", a.dataset.substr(0, a.dataset.find(':')), "_", a.method, "_", a.gptq.low_frac,
+                 "_", a.gptq.high_bit, "_", a.gptq.groupsize, "_", a.metric);
+}
+
+void print_linear(const pbllm::quant::LinearReport& r) {
+  std::printf("[layer %3lld] %-18s %6lld x %-6lld salient %5.2f%%  loss %12.4f  %8.1f ms%s\n", (long long)r.layer,
+              r.name.c_str(), (long long)r.rows, (long long)r.columns, 100 * r.salient_fraction, r.loss,
+              1000 * r.seconds, r.damping_retries ? str_cat("  (percdamp raised to ", r.percdamp_used, ")").c_str() : "");
+  std::fflush(stdout);
+}
+
+nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
+  return {{"model", a.model}, {"dataset", a.dataset}, {"low_quant_method", a.method},
+          {"low_frac", a.gptq.low_frac}, {"high_bit", a.gptq.high_bit}, {"salient_metric", a.metric},
+          {"nsamples", a.nsamples}, {"seed", a.seed}, {"seqlen", seqlen}, {"percdamp", a.gptq.percdamp},
+          {"blocksize", a.gptq.blocksize}, {"groupsize", a.gptq.groupsize}, {"minlayer", a.selection.minlayer},
+          {"maxlayer", a.selection.maxlayer}, {"quant_only", a.selection.quant_only}, {"invert", a.selection.invert},
+          {"disable_gptq", a.gptq.disable_gptq}, {"stats_over_binarized", a.gptq.low.statistics_over_binarized_only},
+          {"high_range_from_salient", a.gptq.high_range_from_salient},
+          {"zero_point_per_row", a.gptq.low.zero_point_per_row}, {"device", a.device},
+          {"max_windows", a.max_windows}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Quantize a Hugging Face OPT / LLaMA checkpoint with GPTQ-PB (partially binarized LLMs)",
+               "pbllm-quantize"};
+  Arguments a;
+  pbllm::tools::CommonFlags common;
+  add_flags(app, a);
+  common.add_to(app);
+  return pbllm::tools::run_tool(app, argc, argv, [&] {
+    common.apply();
+    a.save_given = app.count("--save") > 0;
+    a.eval_given = app.count("--eval") > 0;
+    a.gptq.low.method = pbllm::quant::low_bit_method_from_name(a.method);
+    a.gptq.metric = pbllm::quant::salient_metric_from_name(a.metric);
+    a.gptq.validate();  // one-line errors before anything is loaded
+    const auto dataset = pbllm::data::Dataset::parse(a.dataset);
+    const std::filesystem::path data_dir = a.data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(a.data_dir);
+    const auto calibration_file = pbllm::data::dataset_file(dataset, pbllm::data::Split::calibration, data_dir);
+    std::vector<std::string> eval_datasets;
+    if (a.eval_given) eval_datasets = CLI::detail::split(a.eval.empty() ? "wikitext2,ptb,c4" : a.eval, ',');
+    for (const std::string& name : eval_datasets) pbllm::data::Dataset::parse(name);
+
+    const auto start = std::chrono::steady_clock::now();
+    const auto checkpoint = pbllm::io::Checkpoint::open(a.model);
+    auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
+    const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
+    const int64_t seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
+    PBLLM_CHECK(seqlen <= model->config().max_position_embeddings, "--seqlen ", seqlen, " exceeds the model's ",
+                model->config().max_position_embeddings, " positions");
+    const auto windows = pbllm::data::calibration_windows(dataset, *tokenizer, data_dir, a.nsamples, a.seed, seqlen);
+    pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", seqlen, " tokens from ",
+                             calibration_file.string(), " (seed ", a.seed, ")"));
+
+    const auto reports = pbllm::quant::quantize_layers(*model, windows, a.gptq, a.selection, print_linear);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double loss = 0, salient_weights = 0, weights = 0;
+    for (const auto& r : reports) {
+      loss += r.loss;
+      salient_weights += r.salient_fraction * r.rows * r.columns;
+      weights += static_cast<double>(r.rows) * r.columns;
+    }
+    const double salient = weights > 0 ? salient_weights / weights : 0;
+    std::printf("quantized %zu Linears (%.0f weights) in %.1f s: total loss %.4f, salient %.2f%% at %d bits, the "
+                "rest %s; %.3f bits/weight before per-row parameters (1 sign bit + 1 bitmap bit per weight, "
+                "+%d per salient one)\n",
+                reports.size(), weights, seconds, loss, 100 * salient, a.gptq.high_bit, a.method.c_str(),
+                2.0 + salient * a.gptq.high_bit, a.gptq.high_bit);
+
+    nlohmann::json report = {
+        {"arguments", arguments_json(a, seqlen)},
+        {"versions", {{"pbllm", PBLLM_VERSION}, {"torch", TORCH_VERSION}}},
+        {"calibration", {{"file", calibration_file.string()}, {"sha256", pbllm::io::sha256_file(calibration_file)},
+                         {"windows", windows.size()}, {"seqlen", seqlen}}},
+        {"linears", pbllm::quant::linear_reports_json(reports)},
+        {"totals", {{"loss", loss}, {"salient_fraction", salient}, {"seconds", seconds}, {"linears", reports.size()}}}};
+    if (!eval_datasets.empty()) {
+      pbllm::eval::EvaluationOptions options;
+      options.datasets = eval_datasets;
+      options.data_dir = data_dir;
+      options.seqlen = seqlen;
+      options.max_windows = a.max_windows;
+      const auto results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
+      std::printf("%s", pbllm::eval::format_results(results, seqlen).c_str());
+      report["perplexity"] = pbllm::eval::results_json(results);
+    }
+    const std::string report_text = report.dump(2) + "\n";
+    if (a.save_given) {
+      const std::string dir = a.save.empty() ? default_save_dir(a) : a.save;
+      pbllm::io::NamedTensors tensors(model->weights().begin(), model->weights().end());
+      pbllm::io::save_hf_directory(checkpoint.dir(), dir, tensors, {{"report.json", report_text}});
+      pbllm::log::info(str_cat("saved ", dir));
+    }
+    if (!a.json.empty())
+      pbllm::io::write_file_atomically(a.json, [&](std::ostream& out) { out << report_text; });
+  });
+}
