@@ -3,6 +3,7 @@
 // (fixtures made by tests/oracle/make_token_oracle.py).
 #include <ATen/ops/arange.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -40,6 +41,8 @@ class TokenIdsOracle : public ::testing::TestWithParam<TokenCase> {};
 
 TEST_P(TokenIdsOracle, EvaluationIdsOfWholeFilesEqualHuggingFace) {
   const TokenCase& c = GetParam();
+  if (c.folder.rfind("models/", 0) == 0 && !std::filesystem::exists(source_path(c.folder)))
+    GTEST_SKIP() << c.folder << " is absent: run scripts/get-smollm2.sh (then ctest remakes the oracle)";
   const std::filesystem::path folder =
       c.folder.rfind("oracle:", 0) == 0 ? oracle_dir() / c.folder.substr(7) : source_path(c.folder);
   const auto tokenizer = tokenizer::Tokenizer::from_directory(folder);
@@ -58,8 +61,13 @@ INSTANTIATE_TEST_SUITE_P(
     Tokenizers, TokenIdsOracle,
     ::testing::Values(TokenCase{"opt", "tests/data/tokenizers/opt"}, TokenCase{"gpt2", "tests/data/tokenizers/gpt2"},
                       TokenCase{"llama", "tests/data/tokenizers/llama"}, TokenCase{"stories260K", "data/stories260K"},
-                      TokenCase{"gpt2_json", "oracle:gpt2_json"}, TokenCase{"gpt2_json_digits", "oracle:gpt2_json_digits"}),
-    [](const auto& info) { return info.param.name; });
+                      TokenCase{"gpt2_json", "oracle:gpt2_json"}, TokenCase{"gpt2_json_digits", "oracle:gpt2_json_digits"},
+                      TokenCase{"SmolLM2-135M", "models/SmolLM2-135M"}),
+    [](const auto& info) {
+      std::string name = info.param.name;
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
 
 TEST(SamplerOracle, WindowStartsEqualPythonRandom) {
   const io::SafetensorsFile file((oracle_dir() / "token_ids.safetensors").string());

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
-from transformers import AutoModelForCausalLM, GPT2Tokenizer, GPT2TokenizerFast, LlamaTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Tokenizer, GPT2TokenizerFast, LlamaTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZERS = ROOT / "tests/data/tokenizers"
@@ -99,9 +99,14 @@ def main():
             tensors[f"{name}/{dataset}"] = torch.tensor(ids, dtype=torch.int32)
             if name == "stories260K":
                 stories_ids[dataset] = ids
-    for name, tokenizer in byte_level_json_folders(out).items():
+    json_tokenizers = byte_level_json_folders(out)
+    smollm2 = ROOT / "models/SmolLM2-135M"  # made by scripts/get-smollm2.sh; its test skips without it
+    if (smollm2 / "tokenizer.json").exists():
+        json_tokenizers["SmolLM2-135M"] = AutoTokenizer.from_pretrained(smollm2)
+    for name, tokenizer in json_tokenizers.items():
         for dataset, text in texts.items():
-            tensors[f"{name}/{dataset}"] = torch.tensor(tokenizer.encode(text).ids, dtype=torch.int32)
+            ids = tokenizer(text)["input_ids"] if name == "SmolLM2-135M" else tokenizer.encode(text).ids
+            tensors[f"{name}/{dataset}"] = torch.tensor(ids, dtype=torch.int32)
     save_file(tensors, str(out / "token_ids.safetensors"))
 
     model = AutoModelForCausalLM.from_pretrained(ROOT / "data/stories260K", dtype=torch.float32).eval()
