@@ -8,7 +8,10 @@
 
 #include <cmath>
 
+#include "pbllm/data/datasets.h"
+#include "pbllm/eval/evaluate.h"
 #include "pbllm/eval/perplexity.h"
+#include "pbllm/quant/layer_driver.h"
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
@@ -55,6 +58,27 @@ TEST(Cuda, Fp16ForwardOfStories260KMatchesCpuPerplexity) {
   const double cpu_ppl = std::exp(eval::sequence_nll(*cpu, ids).mean());
   const double gpu_ppl = std::exp(eval::sequence_nll(*gpu, ids).mean());
   EXPECT_NEAR(gpu_ppl, cpu_ppl, 1e-2 * cpu_ppl);
+}
+
+TEST(Cuda, QuantizingStories260KOnCudaGivesTheCpuPerplexity) {
+  SKIP_WITHOUT_GPU();
+  const auto checkpoint = io::Checkpoint::open(testing::source_path("data/stories260K").string());
+  const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
+  const auto windows =
+      data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, testing::source_path("data"), 16, 0, 512);
+  quant::GptqPbOptions options;
+  options.metric = quant::SalientMetric::hessian;
+  eval::EvaluationOptions evaluation;
+  evaluation.datasets = {"ptb"};
+  evaluation.data_dir = testing::source_path("data");
+  evaluation.max_windows = 100;
+  double perplexity[2];
+  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+    auto model = model::DecoderModel::load(checkpoint, model::parse_device(on_gpu ? "cuda" : "cpu"));
+    quant::quantize_layers(*model, windows, options, quant::LinearSelection{});
+    perplexity[on_gpu] = eval::evaluate_datasets(*model, *tokenizer, evaluation)[0].result.perplexity;
+  }
+  EXPECT_NEAR(perplexity[1], perplexity[0], 1e-3 * perplexity[0]);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <ATen/ops/diag.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
+#include <ATen/ops/kthvalue.h>
 #include <ATen/ops/linalg_cholesky_ex.h>
 #include <ATen/ops/zeros.h>
 
@@ -15,7 +16,12 @@
 #include <vector>
 
 #include "pbllm/core/check.h"
+#include "gptq_pb_block.h"
 #include "pbllm/report/logging.h"
+
+#ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace pbllm::quant {
 
@@ -53,42 +59,31 @@ at::Tensor try_inverse_factor(const at::Tensor& H, double percdamp) {
   return upper.contiguous();  // LAPACK hands back column-major strides; the column loop reads rows
 }
 
-// The column loop of one block, fused: rows are independent inside a block, so
-// each thread takes a range of rows and walks the block's columns for each row
-// in a local buffer, quantizing (high- or low-bit by the mask) and pushing the
-// error onto the row's later columns. W's block columns become the quantized
-// values; errors [rows, n] feed the update of the columns right of the block.
-void quantize_block(at::Tensor& W, const at::Tensor& U, const at::Tensor& binarized, int64_t first, int64_t n,
-                    const HighBitQuantizer& high, const LowBitQuantizer& low, int64_t group, bool compensate,
-                    at::Tensor& errors, std::vector<double>& row_losses) {
-  const int64_t rows = W.size(0), columns = W.size(1);
-  float* weights = W.data_ptr<float>();
-  const float* u = U.data_ptr<float>();  // row-major: inverse_hessian_factor returns it contiguous
-  const bool* mask = binarized.data_ptr<bool>();
-  float* error_out = errors.data_ptr<float>();
-  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> row_block(static_cast<size_t>(n));
-    for (int64_t row = begin; row < end; ++row) {
-      float* w_row = weights + row * columns + first;
-      const bool* m_row = mask + row * columns + first;
-      std::copy(w_row, w_row + n, row_block.begin());
-      double loss = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const float w = row_block[i];
-        const float q = m_row[i] ? low.quantize(w, row, group) : high.quantize(w, row);
-        const float* u_row = u + (first + i) * columns + first;  // U[first + i, first:]
-        const float d = u_row[i];
-        const float difference = w - q;
-        loss += static_cast<double>(difference * difference / (d * d));
-        w_row[i] = q;
-        if (!compensate) continue;
-        const float e = difference / d;
-        error_out[row * n + i] = e;
-        for (int64_t j = i + 1; j < n; ++j) row_block[j] -= e * u_row[j];
-      }
-      row_losses[row] += loss;
-    }
+// The fused CPU column loop of one block: phase 1 once, then phase 2 for the
+// rows in parallel (each thread a range of rows with its own buffer).
+void run_block_on_cpu(const kernels::BlockProblem& problem) {
+  std::vector<float> u_block(static_cast<size_t>(problem.n * problem.n));
+  kernels::load_u_block(problem, u_block.data(), 0, 1);
+  at::parallel_for(0, problem.rows, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(static_cast<size_t>(problem.n));
+    for (int64_t row = begin; row < end; ++row) kernels::walk_row(problem, u_block.data(), row, buffer.data());
   });
+}
+
+void run_block(const kernels::BlockProblem& problem, ColumnLoop loop, const at::Device& device) {
+  if (device.is_cuda()) {
+#ifdef PBLLM_WITH_CUDA
+    kernels::gptq_pb_block(problem, c10::cuda::getCurrentCUDAStream(device.index()).stream());
+    return;
+#else
+    throw Error("this pbllm was built without CUDA kernels (-DPBLLM_CUDA=OFF)");
+#endif
+  }
+  if (loop == ColumnLoop::emulated_cuda_kernel) {
+    kernels::gptq_pb_block_emulated(problem);
+    return;
+  }
+  run_block_on_cpu(problem);
 }
 
 }  // namespace
@@ -123,16 +118,15 @@ at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetri
     const at::Tensor score = metric == SalientMetric::magnitude
                                  ? w.abs()
                                  : w.pow(2) / diagonal.narrow(0, start, width).reshape({1, -1}).pow(2);
-    const at::Tensor flat = score.contiguous().view(-1);
+    const at::Tensor flat = score.reshape({-1});
     const auto index = static_cast<int64_t>(static_cast<double>(flat.numel()) * low_frac);
     if (index >= flat.numel()) {  // low_frac = 1: everything binarized (the reference indexes past the end)
       mask.narrow(1, start, width).fill_(true);
       continue;
     }
-    // The threshold by selection, not a full sort.
-    std::vector<float> values(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel());
-    std::nth_element(values.begin(), values.begin() + index, values.end());
-    mask.narrow(1, start, width).copy_(score <= values[index]);
+    // The threshold by selection, not a full sort: the (index + 1)-th smallest.
+    const at::Tensor threshold = std::get<0>(flat.kthvalue(index + 1));
+    mask.narrow(1, start, width).copy_(score <= threshold);
   }
   return mask;
 }
@@ -144,7 +138,7 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
                   hessian.size(1) == weight.size(1),
               name, ": weight ", weight.sizes(), " and Hessian ", hessian.sizes(), " do not match");
   at::Tensor W = weight.to(at::kFloat).contiguous().clone();
-  at::Tensor H = hessian.to(at::kFloat).contiguous().clone();
+  at::Tensor H = hessian.to(W.device(), at::kFloat).contiguous().clone();
   PBLLM_CHECK(all_finite(W), name, ": the weight has NaN or Inf values");
   PBLLM_CHECK(all_finite(H), name, ": the Hessian has NaN or Inf values (activations overflowed?)");
   const int64_t rows = W.size(0), columns = W.size(1);
@@ -165,25 +159,28 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
   const at::Tensor U = inverse_hessian_factor(H, options.percdamp, name, &result.percdamp_used, &result.damping_retries);
   result.binarized = binarized_mask(W, U, options.metric, options.low_frac, options.groupsize);
   if (options.high_range_from_salient) high.calibrate(W, options.high_bit, ~result.binarized);
-  LowBitQuantizer low(options.low, rows, groups);
+  LowBitQuantizer low(options.low, rows, groups, W.options());
   for (int64_t group = 0; group < groups; ++group) {
     const int64_t start = group * groupsize, width = std::min(groupsize, columns - start);
     low.calibrate(W.narrow(1, start, width), result.binarized.narrow(1, start, width), group);
   }
 
-  std::vector<double> row_losses(static_cast<size_t>(rows), 0.0);
+  const at::Tensor row_loss = at::zeros({rows}, W.options().dtype(at::kDouble));
   at::Tensor errors = at::zeros({rows, std::min(options.blocksize, columns)}, W.options());
+  const kernels::HighBitParams high_params = high.params();
   for (int64_t first = 0; first < columns; first += options.blocksize) {
     const int64_t n = std::min(options.blocksize, columns - first);
     if (errors.size(1) != n) errors = at::zeros({rows, n}, W.options());
-    quantize_block(W, U, result.binarized, first, n, high, low, first / groupsize, !options.disable_gptq, errors,
-                   row_losses);
+    const kernels::BlockProblem problem{W.data_ptr<float>(), result.binarized.data_ptr<bool>(), U.data_ptr<float>(),
+                                        rows, columns, first, n, high_params, low.params(first / groupsize),
+                                        !options.disable_gptq, errors.data_ptr<float>(), row_loss.data_ptr<double>()};
+    run_block(problem, options.column_loop, W.device());
     const int64_t right = columns - first - n;
     if (options.disable_gptq || right == 0) continue;
     // The columns right of the block take the block's errors in one product.
     W.narrow(1, first + n, right).addmm_(errors, U.narrow(0, first, n).narrow(1, first + n, right), 1.0, -1.0);
   }
-  for (double loss : row_losses) result.loss += loss / 2;
+  result.loss = row_loss.sum().item<double>() / 2;
   result.weight = W;
   result.salient_fraction = 1.0 - result.binarized.to(at::kFloat).mean().item<double>();
   return result;

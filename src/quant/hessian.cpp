@@ -10,8 +10,8 @@
 
 namespace pbllm::quant {
 
-HessianAccumulator::HessianAccumulator(int64_t columns)
-    : hessian_(at::zeros({columns, columns}, at::TensorOptions().dtype(at::kFloat))) {}
+HessianAccumulator::HessianAccumulator(int64_t columns, const at::Device& device)
+    : hessian_(at::zeros({columns, columns}, at::TensorOptions().dtype(at::kFloat).device(device))) {}
 
 void HessianAccumulator::add(const at::Tensor& input) {
   const at::Tensor batch = input.dim() == 2 ? input.unsqueeze(0) : input;

@@ -39,7 +39,7 @@ class HessianObserver : public model::LinearInputObserver {
       if (!accumulator) accumulator = last_accumulator_;
       if (accumulator == last_accumulator_) return;  // already added for this forward
     }
-    if (!accumulator) accumulator = std::make_shared<HessianAccumulator>(input.size(-1));
+    if (!accumulator) accumulator = std::make_shared<HessianAccumulator>(input.size(-1), input.device());
     accumulator->add(input);
     last_input_ = input;
     last_accumulator_ = accumulator;
@@ -103,7 +103,9 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
         const std::string label = str_cat("layer ", layer, " ", linear);
         const at::Tensor& hessian = observer.hessian(linear);
         log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
-        const GptqPbResult result = gptq_pb_quantize(model.weight(weight_name), hessian, options, label);
+        // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
+        const at::Tensor weight = model.weight(weight_name).to(model.device());
+        const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label);
         model.set_weight(weight_name, result.weight);
         LinearReport entry;
         entry.layer = layer;

@@ -11,6 +11,7 @@
 #include <ATen/ops/relu.h>
 #include <ATen/ops/round.h>
 #include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <limits>
@@ -19,11 +20,6 @@
 
 namespace pbllm::quant {
 namespace {
-
-std::vector<float> to_vector(const at::Tensor& values) {
-  const at::Tensor contiguous = values.to(at::kFloat).contiguous();
-  return std::vector<float>(contiguous.data_ptr<float>(), contiguous.data_ptr<float>() + contiguous.numel());
-}
 
 // Per-row [min(row, 0), max(row, 0)], both 0 widened to [-1, 1] (the reference's HighQuantizer).
 std::pair<at::Tensor, at::Tensor> row_range(const at::Tensor& W) {
@@ -43,9 +39,12 @@ void HighBitQuantizer::calibrate(const at::Tensor& W, int bits, const at::Tensor
   // The range always includes 0, so zeroing the other entries leaves the
   // salient entries' range (a row without any never uses this quantizer).
   const auto [low, high] = row_range(salient.defined() ? at::where(salient, W, 0.0) : W);
-  const at::Tensor scale = (high - low) / maxq_;
-  scale_ = to_vector(scale);
-  zero_ = to_vector(at::round(-low / scale));
+  scale_ = ((high - low) / maxq_).contiguous();
+  zero_ = at::round(-low / scale_).contiguous();
+}
+
+kernels::HighBitParams HighBitQuantizer::params() const {
+  return {scale_.data_ptr<float>(), zero_.data_ptr<float>(), maxq_};
 }
 
 LowBitMethod low_bit_method_from_name(const std::string& name) {
@@ -63,22 +62,24 @@ std::string low_bit_method_name(LowBitMethod method) {
   return names[static_cast<int>(method)];
 }
 
-LowBitQuantizer::LowBitQuantizer(Options options, int64_t rows, int64_t groups)
+LowBitQuantizer::LowBitQuantizer(Options options, int64_t rows, int64_t groups,
+                                 const at::TensorOptions& tensor_options)
     : options_(options),
       rows_(rows),
-      mean_(static_cast<size_t>(rows * groups), 0.0f),
-      scale_(static_cast<size_t>(rows * groups), 0.0f),
-      zero_(static_cast<size_t>(rows * groups), 0.0f) {
+      mean_(at::zeros({groups, rows}, tensor_options.dtype(at::kFloat))),
+      scale_(at::zeros({groups, rows}, tensor_options.dtype(at::kFloat))),
+      zero_(at::zeros({groups, rows}, tensor_options.dtype(at::kFloat))) {
   // The reference's "4bit" has codes 0..7 and "2bit" 0..3.
   maxq_ = options_.method == LowBitMethod::four_bit ? 7.0f : 3.0f;
 }
 
+kernels::LowBitParams LowBitQuantizer::params(int64_t group) const {
+  return {options_.method, mean_[group].data_ptr<float>(),
+          scale_[group].data_ptr<float>(), zero_[group].data_ptr<float>(), maxq_};
+}
+
 void LowBitQuantizer::calibrate(const at::Tensor& W_group, const at::Tensor& binarized, int64_t group) {
-  const size_t offset = static_cast<size_t>(group * rows_);
-  auto store = [&](std::vector<float>& target, const at::Tensor& values) {
-    const std::vector<float> row_values = to_vector(values);
-    std::copy(row_values.begin(), row_values.end(), target.begin() + offset);
-  };
+  auto store = [&](at::Tensor& target, const at::Tensor& values) { target[group].copy_(values.reshape({-1})); };
   // The reference calibrates on W * binarized: salient entries count as zeros.
   const at::Tensor masked = W_group * binarized;
   switch (options_.method) {

@@ -15,6 +15,13 @@ namespace pbllm::quant {
 enum class SalientMetric { magnitude, hessian };
 SalientMetric salient_metric_from_name(const std::string& name);  // "magnitude", "hessian"
 
+// Who runs the column loop of a CPU-resident weight (a CUDA weight always
+// goes to the CUDA kernel).
+enum class ColumnLoop {
+  fused_cpu,             // the phases of kernels/gptq_pb_phases.h, rows in parallel
+  emulated_cuda_kernel,  // the CUDA kernel's launch emulated on the host (tests; single-threaded)
+};
+
 struct GptqPbOptions {
   LowBitQuantizer::Options low;
   double low_frac = 0.9;  // the binarized fraction: 0.9 keeps 10% salient
@@ -27,6 +34,7 @@ struct GptqPbOptions {
   // Correction: the high-bit range from the salient weights only (the
   // reference takes it over all weights of the row).
   bool high_range_from_salient = false;
+  ColumnLoop column_loop = ColumnLoop::fused_cpu;
 
   // One-line errors for values out of range (low_frac outside [0, 1], ...).
   void validate() const;

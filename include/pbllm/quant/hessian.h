@@ -10,7 +10,8 @@ namespace pbllm::quant {
 
 class HessianAccumulator {
  public:
-  explicit HessianAccumulator(int64_t columns);
+  // The Hessian lives on `device` (the activations' device): float32 GEMMs there.
+  HessianAccumulator(int64_t columns, const at::Device& device = at::kCPU);
   // input: [batch, seq, columns] or [seq, columns]; each batch row counts as one sequence.
   void add(const at::Tensor& input);
   const at::Tensor& hessian() const { return hessian_; }
