@@ -117,21 +117,27 @@ std::string ByteLevelBpe::description() const {
   return str_cat("byte-level BPE (", source_, ", ", id_token_.size(), " tokens, ", merges_.size(), " merges)");
 }
 
-void ByteLevelBpe::pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& emit) const {
+void ByteLevelBpe::scan(const Regex& regex, std::string_view text, const std::function<void(std::string_view)>& on_gap,
+                        const std::function<void(std::string_view)>& on_match) {
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  const MatchData match(regex_->code);
+  const MatchData match(regex.code);
   size_t offset = 0;
   while (offset < text.size()) {
-    const int matched = pcre2_match(regex_->code, subject, text.size(), offset, 0, match.data, nullptr);
+    const int matched = pcre2_match(regex.code, subject, text.size(), offset, 0, match.data, nullptr);
     const PCRE2_SIZE* range = pcre2_get_ovector_pointer(match.data);
-    if (matched < 0 || range[1] <= offset) {  // cannot happen with this pattern; keep the rest whole
-      emit(text.substr(offset));
+    if (matched < 0 || range[1] <= offset) {  // no further (non-empty) match: the rest is a gap
+      on_gap(text.substr(offset));
       return;
     }
-    if (range[0] > offset) emit(text.substr(offset, range[0] - offset));
-    emit(text.substr(range[0], range[1] - range[0]));
+    if (range[0] > offset) on_gap(text.substr(offset, range[0] - offset));
+    on_match(text.substr(range[0], range[1] - range[0]));
     offset = range[1];
   }
+}
+
+void ByteLevelBpe::pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& emit) const {
+  // The GPT-2 pattern matches every character, so gaps do not occur; one would be kept whole.
+  scan(*regex_, text, emit, emit);
 }
 
 void ByteLevelBpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
@@ -193,18 +199,7 @@ void ByteLevelBpe::encode_stretch(std::string_view text, std::vector<int32_t>& o
   // Digits(individual_digits=true) first: each numeric character (\p{N}, as
   // Rust's char::is_numeric: '½' and '²' too) alone, the runs between them
   // through the regex.
-  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  const MatchData match(digits_->code);
-  size_t offset = 0;
-  while (offset < text.size()) {
-    const int matched = pcre2_match(digits_->code, subject, text.size(), offset, 0, match.data, nullptr);
-    const PCRE2_SIZE* range = pcre2_get_ovector_pointer(match.data);
-    const size_t digit_start = matched < 0 ? text.size() : range[0];
-    if (digit_start > offset) pre_tokenize(text.substr(offset, digit_start - offset), encode_cached);
-    if (matched < 0) break;
-    encode_cached(text.substr(range[0], range[1] - range[0]));
-    offset = range[1];
-  }
+  scan(*digits_, text, [&](std::string_view run) { pre_tokenize(run, encode_cached); }, encode_cached);
 }
 
 std::string ByteLevelBpe::decode(const std::vector<int32_t>& ids) const {

@@ -45,6 +45,9 @@ class ByteLevelBpe : public Tokenizer {
  private:
   struct Regex;
   static std::unique_ptr<Regex> compile_regex(const char* pattern);
+  // Calls on_match for each match of `regex` in text, on_gap for the text between.
+  static void scan(const Regex& regex, std::string_view text, const std::function<void(std::string_view)>& on_gap,
+                   const std::function<void(std::string_view)>& on_match);
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
   void pre_tokenize(std::string_view text, const std::function<void(std::string_view)>& emit) const;
 
