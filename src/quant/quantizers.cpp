@@ -3,9 +3,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/abs.h>
 #include <ATen/ops/amax.h>
-#include <ATen/ops/any.h>
 #include <ATen/ops/amin.h>
-#include <ATen/ops/full_like.h>
 #include <ATen/ops/maximum.h>
 #include <ATen/ops/minimum.h>
 #include <ATen/ops/relu.h>
@@ -13,8 +11,6 @@
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
-
-#include <limits>
 
 #include "pbllm/core/check.h"
 
@@ -55,11 +51,6 @@ LowBitMethod low_bit_method_from_name(const std::string& name) {
   if (name == "4bit") return LowBitMethod::four_bit;
   if (name == "prune") return LowBitMethod::prune;
   throw Error(str_cat("unknown low-bit method '", name, "' (xnor, sign, no, 2bit, 4bit, prune)"));
-}
-
-std::string low_bit_method_name(LowBitMethod method) {
-  static const char* names[] = {"xnor", "sign", "no", "2bit", "4bit", "prune"};
-  return names[static_cast<int>(method)];
 }
 
 LowBitQuantizer::LowBitQuantizer(Options options, int64_t rows, int64_t groups,

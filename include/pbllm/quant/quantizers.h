@@ -21,8 +21,6 @@ class HighBitQuantizer {
   // uses every weight of the row).
   void calibrate(const at::Tensor& W, int bits, const at::Tensor& salient = at::Tensor());
   kernels::HighBitParams params() const;
-  const at::Tensor& scale() const { return scale_; }
-  const at::Tensor& zero() const { return zero_; }
 
  private:
   at::Tensor scale_, zero_;  // float32 [rows]
@@ -31,7 +29,6 @@ class HighBitQuantizer {
 
 using LowBitMethod = kernels::LowMethod;
 LowBitMethod low_bit_method_from_name(const std::string& name);  // "xnor", "sign", "no", "2bit", "4bit", "prune"
-std::string low_bit_method_name(LowBitMethod method);
 
 // Low-bit quantizer: parameters per (column group, row).
 class LowBitQuantizer {
