@@ -2,6 +2,8 @@
 // (tests/reference_gptq_pb.h) on random layers, and the bad inputs.
 #include <ATen/ATen.h>
 
+#include <functional>
+
 #include "pbllm/quant/gptq_pb.h"
 #include "pbllm/quant/hessian.h"
 #include "pbllm/quant/layer_driver.h"
@@ -76,48 +78,47 @@ TEST(GptqPb, FusedLoopEqualsTheRestatedLoop) {
   EXPECT_EQ(cases, 60);
 }
 
+// Calls check(options, label) for every method x metric x {-1, groupsize}.
+void for_each_configuration(int64_t groupsize, int64_t blocksize,
+                            const std::function<void(const GptqPbOptions&, const std::string&)>& check) {
+  for (const char* method : {"xnor", "sign", "no", "2bit", "4bit", "prune"})
+    for (const char* metric : {"magnitude", "hessian"})
+      for (int64_t groups : {int64_t{-1}, groupsize}) {
+        ReferenceOptions r;
+        r.method = method;
+        r.metric = metric;
+        r.groupsize = groups;
+        r.blocksize = blocksize;
+        check(to_options(r), std::string(method) + " " + metric + " " + std::to_string(groups));
+      }
+}
+
 // The CUDA kernel's launch, emulated on the host (its phases, its thread to
 // row mapping, its shared-memory staging), against the fused CPU loop: they
 // run the same phase functions, so the results are identical.
 TEST(GptqPb, EmulatedCudaKernelEqualsTheCpuPath) {
   const auto [W, H] = random_layer(200, 96, 13);  // 200 rows: two CUDA blocks of 128 threads, the second partial
-  for (const char* method : {"xnor", "sign", "no", "2bit", "4bit", "prune"})
-    for (const char* metric : {"magnitude", "hessian"})
-      for (int64_t groupsize : {int64_t{-1}, int64_t{64}}) {
-        ReferenceOptions r;
-        r.method = method;
-        r.metric = metric;
-        r.groupsize = groupsize;
-        r.blocksize = 32;
-        GptqPbOptions options = to_options(r);
-        const auto cpu = gptq_pb_quantize(W, H, options, "cpu");
-        options.column_loop = ColumnLoop::emulated_cuda_kernel;
-        const auto emulated = gptq_pb_quantize(W, H, options, "emulated");
-        EXPECT_TRUE(at::equal(cpu.weight, emulated.weight)) << method << " " << metric << " " << groupsize;
-        EXPECT_DOUBLE_EQ(cpu.loss, emulated.loss) << method << " " << metric << " " << groupsize;
-      }
+  for_each_configuration(64, 32, [&, &W = W, &H = H](GptqPbOptions options, const std::string& label) {
+    const auto cpu = gptq_pb_quantize(W, H, options, "cpu");
+    options.column_loop = ColumnLoop::emulated_cuda_kernel;
+    const auto emulated = gptq_pb_quantize(W, H, options, "emulated");
+    EXPECT_TRUE(at::equal(cpu.weight, emulated.weight)) << label;
+    EXPECT_DOUBLE_EQ(cpu.loss, emulated.loss) << label;
+  });
 }
 
 TEST(GptqPb, CudaKernelEqualsTheCpuPath) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped (the emulated kernel test ran instead)";
   const auto [W, H] = random_layer(300, 256, 17);
-  for (const char* method : {"xnor", "sign", "no", "2bit", "4bit", "prune"})
-    for (const char* metric : {"magnitude", "hessian"})
-      for (int64_t groupsize : {int64_t{-1}, int64_t{128}}) {
-        ReferenceOptions r;
-        r.method = method;
-        r.metric = metric;
-        r.groupsize = groupsize;
-        const GptqPbOptions options = to_options(r);
-        const auto cpu = gptq_pb_quantize(W, H, options, "cpu");
-        const auto gpu = gptq_pb_quantize(W.cuda(), H.cuda(), options, "cuda");
-        const std::string label = std::string(method) + " " + metric + " " + std::to_string(groupsize);
-        // Cholesky and GEMMs differ in the last bits between cuSOLVER / cuBLAS and
-        // LAPACK / MKL: a flipped sign moves a weight by at most one step.
-        const at::Tensor difference = (gpu.weight.cpu() - cpu.weight).abs();
-        EXPECT_LE((difference > 1e-4).sum().item<int64_t>(), W.numel() / 100) << label;
-        EXPECT_NEAR(gpu.loss, cpu.loss, 1e-3 * std::max(1.0, cpu.loss)) << label;
-      }
+  for_each_configuration(128, 128, [&, &W = W, &H = H](const GptqPbOptions& options, const std::string& label) {
+    const auto cpu = gptq_pb_quantize(W, H, options, "cpu");
+    const auto gpu = gptq_pb_quantize(W.cuda(), H.cuda(), options, "cuda");
+    // Cholesky and GEMMs differ in the last bits between cuSOLVER / cuBLAS and
+    // LAPACK / MKL: a flipped sign moves a weight by at most one step.
+    const at::Tensor difference = (gpu.weight.cpu() - cpu.weight).abs();
+    EXPECT_LE((difference > 1e-4).sum().item<int64_t>(), W.numel() / 100) << label;
+    EXPECT_NEAR(gpu.loss, cpu.loss, 1e-3 * std::max(1.0, cpu.loss)) << label;
+  });
 }
 
 TEST(GptqPb, SalientFractionFollowsLowFrac) {
