@@ -4,8 +4,6 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
-#include <unistd.h>
-
 #include "pbllm/core/check.h"
 #include "pbllm/model/device.h"
 #include "pbllm/model/llama.h"
@@ -31,11 +29,10 @@ DecoderModel::DecoderModel(ModelConfig config, std::map<std::string, at::Tensor>
       device_(device),
       compute_dtype_(compute_dtype_for(device)),
       source_(std::move(source)) {
-  int64_t upcast_bytes = 0;
+  int64_t copy_bytes = 0;
   for (const auto& [name, tensor] : weights_)
-    if (tensor.scalar_type() != compute_dtype_) upcast_bytes += tensor.numel() * 4;
-  const int64_t memory_bytes = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
-  keep_upcast_ = device_.is_cpu() && upcast_bytes > 0 && upcast_bytes <= memory_bytes / 2;
+    if (!used_as_is(tensor)) copy_bytes += tensor.numel() * at::elementSize(compute_dtype_);
+  if (copy_bytes <= device_memory_bytes(device_) / 2) residency_ = Residency::whole_model;
 }
 
 void DecoderModel::require_weight(const std::string& name, const std::vector<int64_t>& shape) const {
@@ -76,9 +73,48 @@ void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) 
   const at::Tensor& current = weight(name);
   PBLLM_CHECK(current.sizes() == value.sizes(), "set_weight '", name, "': shape ", value.sizes(), " differs from ",
               current.sizes());
-  weights_[name] = value.to(at::kCPU, current.scalar_type()).contiguous();
-  const std::lock_guard<std::mutex> lock(upcast_mutex_);
-  upcast_.erase(name);
+  at::Tensor& stored = weights_[name];
+  stored = value.to(at::kCPU, current.scalar_type()).contiguous();
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  // From the stored value, so the copy is what a fresh conversion would give.
+  if (auto kept = compute_copies_.find(name); kept != compute_copies_.end())
+    kept->second = to_compute(stored, device_, compute_dtype_);
+}
+
+bool DecoderModel::used_as_is(const at::Tensor& host) const {
+  return device_.is_cpu() && host.scalar_type() == compute_dtype_;
+}
+
+bool DecoderModel::in_layer(const std::string& name, int64_t index) const {
+  return name.rfind(layer_prefix(index), 0) == 0;
+}
+
+void DecoderModel::set_residency(Residency residency) {
+  residency_ = residency;
+  if (residency != Residency::held_layers) return;
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  compute_copies_.clear();
+}
+
+void DecoderModel::hold_layer(int64_t index) {
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  for (const auto& [name, host] : weights_)
+    if (in_layer(name, index) && !used_as_is(host) && !compute_copies_.count(name))
+      compute_copies_[name] = to_compute(host, device_, compute_dtype_);
+}
+
+void DecoderModel::release_layer(int64_t index) {
+  if (residency_ == Residency::whole_model) return;
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  for (auto it = compute_copies_.begin(); it != compute_copies_.end();)
+    it = in_layer(it->first, index) ? compute_copies_.erase(it) : std::next(it);
+}
+
+int64_t DecoderModel::resident_bytes() const {
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  int64_t bytes = 0;
+  for (const auto& [name, copy] : compute_copies_) bytes += copy.numel() * copy.element_size();
+  return bytes;
 }
 
 int64_t DecoderModel::parameter_count() const {
@@ -89,11 +125,12 @@ int64_t DecoderModel::parameter_count() const {
 
 at::Tensor DecoderModel::param(const std::string& name) const {
   const at::Tensor& host = weight(name);
-  if (!keep_upcast_ || host.scalar_type() == compute_dtype_) return to_compute(host, device_, compute_dtype_);
-  const std::lock_guard<std::mutex> lock(upcast_mutex_);
-  auto [it, inserted] = upcast_.try_emplace(name);
-  if (inserted) it->second = to_compute(host, device_, compute_dtype_);
-  return it->second;
+  if (used_as_is(host)) return host;
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  if (auto kept = compute_copies_.find(name); kept != compute_copies_.end()) return kept->second;
+  at::Tensor copy = to_compute(host, device_, compute_dtype_);
+  if (residency_ == Residency::whole_model) compute_copies_[name] = copy;
+  return copy;
 }
 
 at::Tensor DecoderModel::optional_param(const std::string& name) const {

@@ -3,10 +3,14 @@
 #include <ATen/Context.h>
 #include <ATen/ops/empty.h>
 
+#include <unistd.h>
+
 #include "pbllm/core/check.h"
 
 #ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 
 #include "fp16_convert.h"
 #endif
@@ -30,6 +34,19 @@ at::Device parse_device(const std::string& name) {
 }
 
 at::ScalarType compute_dtype_for(const at::Device& device) { return device.is_cuda() ? at::kHalf : at::kFloat; }
+
+int64_t device_memory_bytes(const at::Device& device) {
+#ifdef PBLLM_WITH_CUDA
+  if (device.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(device);
+    size_t free_bytes = 0, total_bytes = 0;
+    const cudaError_t status = cudaMemGetInfo(&free_bytes, &total_bytes);
+    PBLLM_CHECK(status == cudaSuccess, "cannot query the memory of ", device.str(), ": ", cudaGetErrorString(status));
+    return static_cast<int64_t>(free_bytes);
+  }
+#endif
+  return static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
+}
 
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {
 #ifdef PBLLM_WITH_CUDA

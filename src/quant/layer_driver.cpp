@@ -73,6 +73,32 @@ at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::
   return at::cat(outputs);
 }
 
+// On a GPU only the layer being quantized (and the calibration activations)
+// is on the device, the rest in host memory; the model's residency is put
+// back afterwards, so an evaluation that follows keeps its copies.
+class LayerResidency {
+ public:
+  explicit LayerResidency(model::DecoderModel& model) : model_(model), before_(model.residency()) {
+    if (model.device().is_cuda()) model.set_residency(model::Residency::held_layers);
+  }
+  ~LayerResidency() { model_.set_residency(before_); }
+  // The layer's compute copies are made once for its two passes over the samples.
+  void hold(int64_t layer) {
+    release();
+    model_.hold_layer(layer);
+    held_ = layer;
+  }
+  void release() {
+    if (held_ >= 0) model_.release_layer(held_);
+    held_ = -1;
+  }
+
+ private:
+  model::DecoderModel& model_;
+  model::Residency before_;
+  int64_t held_ = -1;
+};
+
 }  // namespace
 
 std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
@@ -90,7 +116,10 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
 
   std::vector<LinearReport> reports;
   report::Progress progress("quantize", model.num_layers(), "layers");
+  LayerResidency residency(model);
   for (int64_t layer = 0; layer < model.num_layers(); ++layer) {
+    residency.hold(layer);
+    log::debug(str_cat("layer ", layer, ": ", model.resident_bytes() >> 20, " MiB of weights on ", model.device().str()));
     std::vector<std::string> chosen;
     for (const std::string& linear : model.linear_names())
       if (selection.selected(layer, linear)) chosen.push_back(linear);

@@ -3,8 +3,9 @@
 // observer), head(hidden) -> logits; every Linear's weight reachable by name.
 //
 // Weights stay on the host in the checkpoint's dtype (memory-mapped where the
-// file allows); each call moves what it needs to the compute device and dtype:
-// float32 on the CPU, fp16 on CUDA.
+// file allows); what a call needs goes to the compute device and dtype
+// (float32 on the CPU, fp16 on CUDA) as a "compute copy", kept or not by the
+// model's Residency.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -26,6 +27,14 @@ class LinearInputObserver {
   virtual ~LinearInputObserver() = default;
   virtual void observe(int64_t layer, const std::string& linear, const at::Tensor& input) = 0;
 };
+
+// Which compute copies a model keeps:
+//   whole_model  every copy once made (the default when all of them fit in half
+//                the compute device's memory: RAM, or the GPU's free memory);
+//   held_layers  only those of the layers held with hold_layer (the quantizer on
+//                a GPU: the layer being quantized on the device, the rest in
+//                host memory). Anything else is converted per use.
+enum class Residency { whole_model, held_layers };
 
 class DecoderModel {
  public:
@@ -57,9 +66,19 @@ class DecoderModel {
   // Host tensors by checkpoint name, in the checkpoint's dtype.
   const std::map<std::string, at::Tensor>& weights() const { return weights_; }
   const at::Tensor& weight(const std::string& name) const;
-  // Replaces a weight (same shape; stored in the original dtype), e.g. by its quantized values.
+  // Replaces a weight (same shape; stored in the original dtype), e.g. by its
+  // quantized values; a kept compute copy is replaced too.
   void set_weight(const std::string& name, const at::Tensor& value);
   int64_t parameter_count() const;
+
+  Residency residency() const { return residency_; }
+  // Switching to held_layers drops the copies of layers that are not held.
+  void set_residency(Residency residency);
+  // Makes the compute copies of layer `index` and keeps them until release_layer.
+  void hold_layer(int64_t index);
+  void release_layer(int64_t index);
+  // Bytes of the compute copies kept now.
+  int64_t resident_bytes() const;
 
  protected:
   // `source` names the weights file in errors.
@@ -98,16 +117,19 @@ class DecoderModel {
   at::Device device_;
   at::ScalarType compute_dtype_;
   std::string source_;
-  std::string layers_prefix_;
+  std::string layers_prefix_;  // set by the derived class: "model.layers." or "model.decoder.layers."
 
  private:
-  // On the CPU, a checkpoint in fp16 / bf16 is upcast once and kept when its
-  // float32 copy fits in half the machine's memory (fresh half-gigabyte buffers
-  // per forward cost more than the conversion itself); larger models are
-  // upcast layer by layer as they are used.
-  bool keep_upcast_ = false;
-  mutable std::mutex upcast_mutex_;
-  mutable std::map<std::string, at::Tensor> upcast_;  // set by the derived class: "model.layers." or "model.decoder.layers."
+  // True when the host tensor itself is the compute copy (float32 on the CPU).
+  bool used_as_is(const at::Tensor& host) const;
+  bool in_layer(const std::string& name, int64_t index) const;
+
+  // Keeping copies matters: fresh half-gigabyte fp16->float32 buffers per CPU
+  // forward cost more than the arithmetic, and host-to-GPU copies of a layer
+  // for each of 128 calibration sequences would cost more than its GEMMs.
+  Residency residency_ = Residency::held_layers;
+  mutable std::mutex copies_mutex_;
+  mutable std::map<std::string, at::Tensor> compute_copies_;
 };
 
 }  // namespace pbllm::model

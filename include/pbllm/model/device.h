@@ -3,6 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <string>
 
 namespace pbllm::model {
@@ -12,6 +13,10 @@ at::Device parse_device(const std::string& name);
 
 // The dtype the forward computes in: float32 on the CPU, fp16 on CUDA.
 at::ScalarType compute_dtype_for(const at::Device& device);
+
+// Memory a model's compute copies may count on: the machine's RAM for the CPU,
+// the free memory of the GPU for CUDA.
+int64_t device_memory_bytes(const at::Device& device);
 
 // `host` on `device` in `dtype`. A float32 host tensor bound for fp16 on a GPU
 // is copied as float32 and converted there by kernels/fp16_convert.cu.

@@ -1,0 +1,112 @@
+// Compute copies (model/decoder.h, Residency): an fp16 checkpoint on the CPU
+// computes through float32 copies, exactly what an fp16 model on a GPU does
+// through fp16 copies, so the bookkeeping the GPU path relies on (what is
+// kept, what set_weight refreshes, what hold/release leave behind) is checked
+// here without a GPU.
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/equal.h>
+#include <ATen/ops/tensor.h>
+#include <c10/core/GradMode.h>
+
+#include <filesystem>
+
+#include "pbllm/data/datasets.h"
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/io/safetensors.h"
+#include "pbllm/model/decoder.h"
+#include "pbllm/quant/layer_driver.h"
+#include "pbllm/tokenizer/tokenizer.h"
+#include "test_support.h"
+
+namespace pbllm {
+namespace {
+
+using pbllm::testing::source_path;
+namespace fs = std::filesystem;
+
+const std::string kQ0 = "model.layers.0.self_attn.q_proj.weight";
+
+// stories260K with every tensor stored as fp16.
+fs::path write_fp16_stories(const fs::path& dir) {
+  const auto source = io::Checkpoint::open(source_path("data/stories260K").string());
+  io::NamedTensors tensors;
+  for (const std::string& name : source.tensor_names()) tensors.emplace_back(name, source.tensor(name).to(at::kHalf));
+  io::save_safetensors((dir / "model.safetensors").string(), tensors);
+  for (const char* file : {"config.json", "tokenizer.model", "tokenizer_config.json"})
+    fs::copy_file(source_path("data/stories260K") / file, dir / file);
+  return dir;
+}
+
+class ComputeCopies : public ::testing::Test {
+ protected:
+  ComputeCopies() : checkpoint_(io::Checkpoint::open(write_fp16_stories(scratch_.path()).string())) {}
+  std::unique_ptr<model::DecoderModel> load() const { return model::DecoderModel::load(checkpoint_, at::kCPU); }
+  int64_t layer_copy_bytes(const model::DecoderModel& model, int64_t layer) const {
+    int64_t bytes = 0;
+    for (const auto& [name, tensor] : model.weights())
+      if (name.rfind("model.layers." + std::to_string(layer) + ".", 0) == 0) bytes += tensor.numel() * 4;
+    return bytes;
+  }
+  at::Tensor logits(const model::DecoderModel& model) const {
+    c10::NoGradGuard no_grad;
+    return model.forward(at::tensor(std::vector<int64_t>{1, 403, 407, 261, 378}).view({1, -1}));
+  }
+  // The weight set_weight puts in: a visible change (half of the original).
+  at::Tensor changed_q0(const model::DecoderModel& model) const { return model.weight(kQ0).to(at::kFloat) * 0.5; }
+
+  testing::ScratchDir scratch_;
+  io::Checkpoint checkpoint_;
+};
+
+TEST_F(ComputeCopies, SetWeightRefreshesTheCopiesAWholeModelKeeps) {
+  auto fresh = load();
+  fresh->set_weight(kQ0, changed_q0(*fresh));
+  const at::Tensor expected = logits(*fresh);
+
+  auto model = load();
+  ASSERT_EQ(model->residency(), model::Residency::whole_model);  // 1 MB of float32 fits
+  const at::Tensor before = logits(*model);
+  EXPECT_EQ(model->resident_bytes(), model->parameter_count() * 4)
+      << "every weight is kept as float32 (the tied embedding as the head's)";
+  model->set_weight(kQ0, changed_q0(*model));
+  EXPECT_FALSE(at::equal(logits(*model), before));
+  EXPECT_TRUE(at::equal(logits(*model), expected));
+}
+
+TEST_F(ComputeCopies, HeldLayersKeepOnlyTheHeldLayer) {
+  auto fresh = load();
+  fresh->set_weight(kQ0, changed_q0(*fresh));
+  const at::Tensor expected = logits(*fresh);
+
+  auto model = load();
+  (void)logits(*model);
+  model->set_residency(model::Residency::held_layers);
+  EXPECT_EQ(model->resident_bytes(), 0);
+  model->hold_layer(0);
+  EXPECT_EQ(model->resident_bytes(), layer_copy_bytes(*model, 0));
+  (void)logits(*model);
+  EXPECT_EQ(model->resident_bytes(), layer_copy_bytes(*model, 0)) << "a forward keeps nothing else";
+  model->set_weight(kQ0, changed_q0(*model));
+  EXPECT_TRUE(at::equal(logits(*model), expected)) << "the held copy of the replaced weight is refreshed";
+  model->release_layer(0);
+  EXPECT_EQ(model->resident_bytes(), 0);
+  EXPECT_TRUE(at::equal(logits(*model), expected));
+}
+
+TEST_F(ComputeCopies, QuantizingLayerByLayerEqualsQuantizingAWholeResidentModel) {
+  const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint_.dir());
+  const auto windows =
+      data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 4, 0, 256);
+  auto whole = load();
+  auto held = load();
+  held->set_residency(model::Residency::held_layers);
+  quant::quantize_layers(*whole, windows, quant::GptqPbOptions{}, quant::LinearSelection{});
+  quant::quantize_layers(*held, windows, quant::GptqPbOptions{}, quant::LinearSelection{});
+  EXPECT_EQ(held->residency(), model::Residency::held_layers);
+  EXPECT_EQ(held->resident_bytes(), 0) << "the driver leaves no layer held";
+  for (const auto& [name, tensor] : whole->weights()) EXPECT_TRUE(at::equal(tensor, held->weight(name))) << name;
+  EXPECT_FALSE(at::equal(whole->weight(kQ0), checkpoint_.tensor(kQ0)));
+}
+
+}  // namespace
+}  // namespace pbllm
