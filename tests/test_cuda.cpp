@@ -1,8 +1,10 @@
-// CUDA paths: the fp16 conversion kernel and the fp16 forward. They need a
-// GPU and skip with a message without one.
+// CUDA paths: the fp16 conversion kernel, the cuBLAS Hessian, the fp16
+// forward and quantization on a GPU. They need a GPU and skip with a message
+// without one; the kernels' argument checks run everywhere.
 #include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/allclose.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/randn.h>
 
@@ -11,6 +13,7 @@
 #include "pbllm/data/datasets.h"
 #include "pbllm/eval/evaluate.h"
 #include "pbllm/eval/perplexity.h"
+#include "pbllm/quant/hessian.h"
 #include "pbllm/quant/layer_driver.h"
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/decoder.h"
@@ -19,6 +22,7 @@
 
 #ifdef PBLLM_WITH_CUDA
 #include "fp16_convert.h"
+#include "hessian_update.h"
 #endif
 
 namespace pbllm {
@@ -46,6 +50,37 @@ TEST(Cuda, Fp16ConversionKernelMatchesTorchRounding) {
   EXPECT_ERROR_CONTAINS(kernels::convert_f32_to_f16(nullptr, nullptr, 4, nullptr), "null pointer");
 }
 #endif
+
+TEST(Cuda, CublasHessianChecksItsArgumentsBeforeAnyCudaCall) {
+  float hessian = 0;
+  const float input = 0;
+  EXPECT_ERROR_CONTAINS(kernels::hessian_update({nullptr, kernels::GemmInput::f16, 4, 4, 1, 0, &hessian}, &hessian,
+                                                nullptr),
+                        "null pointer");
+  EXPECT_ERROR_CONTAINS(kernels::hessian_update({&input, kernels::GemmInput::f16, int64_t{1} << 32, 4, 1, 0, &hessian},
+                                                &hessian, nullptr),
+                        "outside cuBLAS's int sizes");
+}
+
+TEST(Cuda, CublasHessianOfEachInputDtypeMatchesTheCpuHessian) {
+  SKIP_WITHOUT_GPU();
+  at::manual_seed(7);
+  // Uneven sizes (not multiples of 8) and batches of 1 and 2 sequences, so
+  // the leading dimensions and the running 2/n scaling are both exercised.
+  const at::Tensor X = at::randn({3, 37, 90});
+  for (const at::ScalarType dtype : {at::kHalf, at::kBFloat16, at::kFloat}) {
+    const at::Tensor inputs = X.to(dtype);  // the values both sides see
+    quant::HessianAccumulator cpu(90), gpu(90, at::Device(at::kCUDA));
+    for (const auto& [first, count] : {std::pair<int64_t, int64_t>{0, 1}, {1, 2}}) {
+      cpu.add(inputs.narrow(0, first, count));
+      gpu.add(inputs.narrow(0, first, count).to(at::kCUDA));
+    }
+    EXPECT_EQ(gpu.sequences(), 3);
+    const at::Tensor expected = cpu.hessian();
+    EXPECT_TRUE(at::allclose(gpu.hessian().cpu(), expected, 1e-5, 1e-5 * expected.abs().max().item<double>()))
+        << at::toString(dtype);
+  }
+}
 
 TEST(Cuda, Fp16ForwardOfStories260KMatchesCpuPerplexity) {
   SKIP_WITHOUT_GPU();

@@ -10,7 +10,9 @@ namespace pbllm::quant {
 
 class HessianAccumulator {
  public:
-  // The Hessian lives on `device` (the activations' device): float32 GEMMs there.
+  // The Hessian lives on `device` (the activations' device). On the CPU the
+  // inputs are upcast and multiplied as the reference does; on a GPU one cuBLAS
+  // GEMM reads fp16 / bf16 inputs as they are, accumulating in float32.
   HessianAccumulator(int64_t columns, const at::Device& device = at::kCPU);
   // input: [batch, seq, columns] or [seq, columns]; each batch row counts as one sequence.
   void add(const at::Tensor& input);
