@@ -1,6 +1,7 @@
 // GPTQ-PB restated with plain LibTorch ops, column by column, as DESIGN.md
 // and the reference's gptq.py / high_quant.py / low_quant.py write it: the
-// yardstick for the fused CPU loop (and later the CUDA kernel).
+// yardstick for the fused CPU loop and the CUDA kernel, and the baseline of
+// scripts/bench_gptq.sh. Runs on the device of its inputs.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,8 +34,8 @@ inline ReferenceResult reference_gptq_pb(at::Tensor W, at::Tensor H, const Refer
   // High-bit quantizer on the original W: per row, asymmetric, range including 0.
   const double maxq = std::pow(2.0, o.high_bit) - 1;
   auto range = [](const at::Tensor& x) {
-    at::Tensor low = at::minimum(std::get<0>(x.min(1)), at::zeros({x.size(0)}));
-    at::Tensor high = at::maximum(std::get<0>(x.max(1)), at::zeros({x.size(0)}));
+    at::Tensor low = at::minimum(std::get<0>(x.min(1)), at::zeros({x.size(0)}, x.options()));
+    at::Tensor high = at::maximum(std::get<0>(x.max(1)), at::zeros({x.size(0)}, x.options()));
     const at::Tensor both_zero = (low == 0) & (high == 0);
     low.masked_fill_(both_zero, -1);
     high.masked_fill_(both_zero, 1);
@@ -52,14 +53,14 @@ inline ReferenceResult reference_gptq_pb(at::Tensor W, at::Tensor H, const Refer
   H.index_put_({dead_index, dead_index}, 1.0);
   W.index_put_({at::indexing::Slice(), dead_index}, 0.0);
   const at::Tensor damp = o.percdamp * H.diagonal().mean();
-  const at::Tensor diagonal_index = at::arange(columns);
+  const at::Tensor diagonal_index = at::arange(columns, W.options().dtype(at::kLong));
   H.index_put_({diagonal_index, diagonal_index}, H.diagonal() + damp);
   at::Tensor U = at::linalg_cholesky(at::cholesky_inverse(at::linalg_cholesky(H)), /*upper=*/true);
   // Salient mask and low-bit calibration per group.
   const int64_t groupsize = o.groupsize > 0 ? o.groupsize : columns;
   const int64_t groups = (columns + groupsize - 1) / groupsize;
-  at::Tensor mask = at::zeros({rows, columns}, at::kBool);
-  at::Tensor mean = at::zeros({groups, rows, 1}), scale = at::zeros({groups, rows, 1}), zero = at::zeros({groups, rows, 1});
+  at::Tensor mask = at::zeros({rows, columns}, W.options().dtype(at::kBool));
+  at::Tensor mean = at::zeros({groups, rows, 1}, W.options()), scale = at::zeros_like(mean), zero = at::zeros_like(mean);
   const double low_maxq = o.method == "4bit" ? 7 : 3;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t st = g * groupsize, ed = std::min(st + groupsize, columns);
@@ -91,15 +92,15 @@ inline ReferenceResult reference_gptq_pb(at::Tensor W, at::Tensor H, const Refer
     if (o.method == "prune") return at::zeros_like(w);
     return w;
   };
-  // The column loop.
-  double loss = 0;
+  // The column loop; the loss is summed on the device (no sync per column).
+  at::Tensor loss = at::zeros({}, W.options().dtype(at::kDouble));
   for (int64_t st = 0; st < columns; st += o.blocksize) {
     const int64_t ed = std::min(st + o.blocksize, columns), n = ed - st, g = st / groupsize;
     if (o.disable_gptq) {
       const at::Tensor w = W.slice(1, st, ed);
       const at::Tensor m = mask.slice(1, st, ed);
       const at::Tensor q = at::where(m, quantize_low(w, g), quantize_high(w));
-      loss += ((w - q).pow(2) / U.diagonal().slice(0, st, ed).reshape({1, -1}).pow(2)).sum().item<double>() / 2;
+      loss += ((w - q).pow(2) / U.diagonal().slice(0, st, ed).reshape({1, -1}).pow(2)).sum() / 2;
       W.slice(1, st, ed).copy_(q);
       continue;
     }
@@ -110,7 +111,7 @@ inline ReferenceResult reference_gptq_pb(at::Tensor W, at::Tensor H, const Refer
       const at::Tensor d = U1[i][i];
       const at::Tensor q = at::where(mask.slice(1, st, ed).select(1, i).unsqueeze(1), quantize_low(w, g), quantize_high(w));
       Q1.select(1, i).copy_(q.squeeze(1));
-      loss += ((w - q).pow(2) / d.pow(2)).sum().item<double>() / 2;
+      loss += ((w - q).pow(2) / d.pow(2)).sum() / 2;
       const at::Tensor err = ((w - q) / d).squeeze(1);
       W1.slice(1, i, n).sub_(err.unsqueeze(1).matmul(U1[i].slice(0, i, n).unsqueeze(0)));
       Err1.select(1, i).copy_(err);
@@ -118,7 +119,7 @@ inline ReferenceResult reference_gptq_pb(at::Tensor W, at::Tensor H, const Refer
     W.slice(1, st, ed).copy_(Q1);
     W.slice(1, ed, columns).sub_(Err1.matmul(U.slice(0, st, ed).slice(1, ed, columns)));
   }
-  return {W, mask, loss};
+  return {W, mask, loss.item<double>()};
 }
 
 }  // namespace pbllm::testing

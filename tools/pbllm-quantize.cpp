@@ -140,11 +140,12 @@ int main(int argc, char** argv) {
       weights += static_cast<double>(r.rows) * r.columns;
     }
     const double salient = weights > 0 ? salient_weights / weights : 0;
-    std::printf("quantized %zu Linears (%.0f weights) in %.1f s: total loss %.4f, salient %.2f%% at %d bits, the "
-                "rest %s; %.3f bits/weight before per-row parameters (1 sign bit + 1 bitmap bit per weight, "
-                "+%d per salient one)\n",
-                reports.size(), weights, seconds, loss, 100 * salient, a.gptq.high_bit, a.method.c_str(),
-                2.0 + salient * a.gptq.high_bit, a.gptq.high_bit);
+    const double peak_gib = static_cast<double>(pbllm::model::peak_memory_bytes(model->device())) / (1 << 30);
+    std::printf("quantized %zu Linears (%.0f weights) in %.1f s, peak memory %.2f GiB on %s: total loss %.4f, "
+                "salient %.2f%% at %d bits, the rest %s; %.3f bits/weight before per-row parameters (1 sign bit + "
+                "1 bitmap bit per weight, +%d per salient one)\n",
+                reports.size(), weights, seconds, peak_gib, model->device().str().c_str(), loss, 100 * salient,
+                a.gptq.high_bit, a.method.c_str(), 2.0 + salient * a.gptq.high_bit, a.gptq.high_bit);
 
     nlohmann::json report = {
         {"arguments", arguments_json(a, seqlen)},
@@ -152,7 +153,8 @@ int main(int argc, char** argv) {
         {"calibration", {{"file", calibration_file.string()}, {"sha256", pbllm::io::sha256_file(calibration_file)},
                          {"windows", windows.size()}, {"seqlen", seqlen}}},
         {"linears", pbllm::quant::linear_reports_json(reports)},
-        {"totals", {{"loss", loss}, {"salient_fraction", salient}, {"seconds", seconds}, {"linears", reports.size()}}}};
+        {"totals", {{"loss", loss}, {"salient_fraction", salient}, {"seconds", seconds},
+                     {"peak_memory_gib", peak_gib}, {"linears", reports.size()}}}};
     if (!eval_datasets.empty()) {
       pbllm::eval::EvaluationOptions options;
       options.datasets = eval_datasets;

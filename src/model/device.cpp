@@ -3,11 +3,13 @@
 #include <ATen/Context.h>
 #include <ATen/ops/empty.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pbllm/core/check.h"
 
 #ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -46,6 +48,19 @@ int64_t device_memory_bytes(const at::Device& device) {
   }
 #endif
   return static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
+}
+
+int64_t peak_memory_bytes(const at::Device& device) {
+#ifdef PBLLM_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto index = device.has_index() ? device.index() : c10::cuda::current_device();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    return stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  }
+#endif
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {

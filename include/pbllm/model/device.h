@@ -18,6 +18,10 @@ at::ScalarType compute_dtype_for(const at::Device& device);
 // the free memory of the GPU for CUDA.
 int64_t device_memory_bytes(const at::Device& device);
 
+// The most memory the process has held on `device` so far: the peak resident
+// set for the CPU, the peak of Torch's CUDA allocator (what it reserved) for a GPU.
+int64_t peak_memory_bytes(const at::Device& device);
+
 // `host` on `device` in `dtype`. A float32 host tensor bound for fp16 on a GPU
 // is copied as float32 and converted there by kernels/fp16_convert.cu.
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype);

@@ -1,0 +1,112 @@
+// pbllm_bench_gptq: GPTQ-PB on one Linear with a random positive-definite
+// Hessian, three ways on the same device (scripts/bench_gptq.sh drives it):
+//   fused      gptq_pb_quantize: the fused block loop (the CUDA kernel on a
+//              GPU) plus one GEMM per block for the columns right of it;
+//   gemms      those trailing-update GEMMs alone, the floor of the fused path;
+//   restated   the plain-LibTorch restated loop (tests/reference_gptq_pb.h),
+//              column by column as the reference's Python does it.
+// Prints one line per shape and, with --json, writes the figures.
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "pbllm/core/check.h"
+#include "pbllm/core/threads.h"
+#include "pbllm/model/device.h"
+#include "pbllm/quant/gptq_pb.h"
+#include "reference_gptq_pb.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Best of `repeat` timed runs after a warm-up; `work` returns a tensor whose
+// reading back to the host waits for the device.
+template <typename Work>
+double best_seconds(int repeat, Work&& work) {
+  double best = 1e30;
+  for (int run = 0; run <= repeat; ++run) {
+    const auto start = Clock::now();
+    (void)work().sum().template item<double>();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (run > 0) best = std::min(best, seconds);
+  }
+  return best;
+}
+
+// H = 2/n X^T X over n = 2 x columns random activations (full rank), in float32.
+at::Tensor random_hessian(int64_t columns, const at::Device& device) {
+  const at::Tensor X = at::randn({2 * columns, columns}, at::TensorOptions().device(device));
+  return X.t().matmul(X) * (2.0 / static_cast<double>(2 * columns));
+}
+
+// The block GEMMs gptq_pb_quantize runs for the columns right of each block.
+at::Tensor trailing_gemms(at::Tensor W, const at::Tensor& U, const at::Tensor& errors, int64_t blocksize) {
+  const int64_t columns = W.size(1);
+  for (int64_t first = 0; first + blocksize < columns; first += blocksize) {
+    const int64_t right = columns - first - blocksize;
+    W.narrow(1, first + blocksize, right)
+        .addmm_(errors, U.narrow(0, first, blocksize).narrow(1, first + blocksize, right), 1.0, -1.0);
+  }
+  return W;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"GPTQ-PB on one Linear: fused path vs its GEMMs vs the restated loop", "pbllm_bench_gptq"};
+  std::vector<std::string> shapes = {"4096x4096", "11008x4096", "4096x11008"};
+  std::string device_name = "cpu", json_path;
+  int repeat = 2, threads = 0;
+  bool skip_restated = false;
+  app.add_option("--shapes", shapes, "ROWSxCOLUMNS of each Linear (rows = out_features)")->delimiter(',');
+  app.add_option("--device", device_name, "cpu, cuda or cuda:N");
+  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads (default: all cores)");
+  app.add_flag("--skip-restated", skip_restated, "do not time the restated loop (slow on a CPU)");
+  app.add_option("--json", json_path, "write the figures here");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    pbllm::set_compute_threads(threads);
+    const at::Device device = pbllm::model::parse_device(device_name);
+    c10::NoGradGuard no_grad;
+    at::manual_seed(0);
+    nlohmann::json rows = nlohmann::json::array();
+    for (const std::string& shape : shapes) {
+      const auto x = shape.find('x');
+      if (x == std::string::npos) throw pbllm::Error("--shapes: '" + shape + "' is not ROWSxCOLUMNS");
+      const int64_t out_features = std::stoll(shape.substr(0, x)), in_features = std::stoll(shape.substr(x + 1));
+      const at::Tensor W = at::randn({out_features, in_features}, at::TensorOptions().device(device)) * 0.02;
+      const at::Tensor H = random_hessian(in_features, device);
+      pbllm::quant::GptqPbOptions options;  // xnor, low_frac 0.9, hessian metric, 8 bits, blocksize 128
+      options.metric = pbllm::quant::SalientMetric::hessian;
+      const double fused = best_seconds(repeat, [&] { return pbllm::quant::gptq_pb_quantize(W, H, options, shape).weight; });
+      const at::Tensor U = pbllm::quant::inverse_hessian_factor(H, options.percdamp, shape, nullptr, nullptr);
+      const at::Tensor errors = at::randn({out_features, options.blocksize}, W.options());
+      const double gemms = best_seconds(repeat, [&] { return trailing_gemms(W.clone(), U, errors, options.blocksize); });
+      double restated = 0;
+      if (!skip_restated) {
+        pbllm::testing::ReferenceOptions reference;
+        reference.metric = "hessian";
+        restated = best_seconds(repeat, [&] { return pbllm::testing::reference_gptq_pb(W, H, reference).weight; });
+      }
+      std::printf("%-11s fused %8.3f s | its trailing GEMMs %8.3f s (fused / GEMMs %5.2fx) | restated loop %8.3f s "
+                  "(speed-up %6.1fx) on %s\n",
+                  shape.c_str(), fused, gemms, fused / gemms, restated, restated / fused, device.str().c_str());
+      std::fflush(stdout);
+      rows.push_back({{"shape", shape}, {"fused_s", fused}, {"trailing_gemms_s", gemms},
+                      {"restated_s", skip_restated ? nlohmann::json() : nlohmann::json(restated)},
+                      {"device", device.str()}});
+    }
+    if (!json_path.empty()) std::ofstream(json_path) << rows.dump(2) << "\n";
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "pbllm_bench_gptq: error: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}
