@@ -35,10 +35,10 @@ __global__ void gptq_pb_block_kernel(BlockProblem problem) {
 void gptq_pb_block(const BlockProblem& problem, void* stream) {
   check_block_problem(problem);
   const size_t shared_bytes = static_cast<size_t>(problem.n * problem.n) * sizeof(float);
-  // Above 48 KiB of dynamic shared memory a kernel must opt in.
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      gptq_pb_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(kGptqPbMaxBlocksize * kGptqPbMaxBlocksize * sizeof(float)));
+  // Above 48 KiB of dynamic shared memory a kernel must opt in, on each GPU
+  // it runs on (the attribute is per device), hence on every launch: it is cheap.
+  const cudaError_t opt_in = cudaFuncSetAttribute(gptq_pb_block_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  static_cast<int>(shared_bytes));
   PBLLM_CHECK(opt_in == cudaSuccess, "gptq_pb_block: cannot reserve shared memory: ", cudaGetErrorString(opt_in));
   const auto blocks = static_cast<unsigned>((problem.rows + kGptqPbThreadsPerBlock - 1) / kGptqPbThreadsPerBlock);
   gptq_pb_block_kernel<<<blocks, kGptqPbThreadsPerBlock, shared_bytes, static_cast<cudaStream_t>(stream)>>>(problem);

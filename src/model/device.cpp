@@ -66,6 +66,7 @@ int64_t peak_memory_bytes(const at::Device& device) {
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {
 #ifdef PBLLM_WITH_CUDA
   if (device.is_cuda() && host.scalar_type() == at::kFloat && dtype == at::kHalf) {
+    const c10::cuda::CUDAGuard on_device(device);  // the kernel launches on the current GPU
     const at::Tensor source = host.to(device).contiguous();
     at::Tensor result = at::empty(host.sizes(), source.options().dtype(at::kHalf));
     kernels::convert_f32_to_f16(source.data_ptr<float>(), reinterpret_cast<uint16_t*>(result.data_ptr()),

@@ -20,6 +20,7 @@
 #include "pbllm/report/logging.h"
 
 #ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -73,6 +74,7 @@ void run_block_on_cpu(const kernels::BlockProblem& problem) {
 void run_block(const kernels::BlockProblem& problem, ColumnLoop loop, const at::Device& device) {
   if (device.is_cuda()) {
 #ifdef PBLLM_WITH_CUDA
+    const c10::cuda::CUDAGuard on_device(device);  // the launch goes to the weights' GPU (cuda:N)
     kernels::gptq_pb_block(problem, c10::cuda::getCurrentCUDAStream(device.index()).stream());
     return;
 #else
