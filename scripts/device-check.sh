@@ -12,7 +12,8 @@
 #       model     a random LLaMA-7B-shaped fp16 checkpoint quantized with nsamples 128,
 #                 seqlen 2048: minutes and peak GPU memory
 #       eval      pbllm-eval vs transformers tokens/s on the same GPU
-#     (default: build tests sanitize kernel; model and eval each take a call of their own)
+#     (default: build tests sanitize kernel; model and eval each take a call of their own,
+#      and build first when the machine is a fresh one)
 # Logs and JSON figures go to $OUT (device-out/ when unset); the last lines
 # printed are a summary.
 set -euo pipefail
@@ -49,6 +50,9 @@ build() {
   cmake --build "$BUILD" -j "$(nproc)" >"$OUT/build.log" 2>&1 || { grep -m20 -B2 -A10 error "$OUT/build.log"; exit 1; }
   note "build: ok ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(python3 -c 'import torch; print("torch", torch.__version__)'))"
 }
+
+# A later device call may start on a fresh machine: build first when the binaries are gone.
+ensure_built() { [[ -x "$BUILD/tools/pbllm-quantize" && -x "$BUILD/tests/pbllm_tests" ]] || build; }
 
 tests() {
   # The oracle tests need the fixtures ctest makes from this machine's pip packages: run elsewhere.
@@ -112,8 +116,9 @@ STEPS=("$@")
 [[ ${#STEPS[@]} -gt 0 ]] || STEPS=(build tests sanitize kernel)
 for step in "${STEPS[@]}"; do
   case $step in
-    build | tests | sanitize | kernel | model) "$step" ;;
-    eval) evaluate ;;
+    build) build ;;
+    tests | sanitize | kernel | model) ensure_built && "$step" ;;
+    eval) ensure_built && evaluate ;;
     *) echo "unknown step '$step'"; exit 2 ;;
   esac
 done
