@@ -10,6 +10,10 @@
 #include "reference_gptq_pb.h"
 #include "test_support.h"
 
+#ifdef PBLLM_WITH_CUDA
+#include "gptq_pb_block.h"
+#endif
+
 namespace pbllm::quant {
 namespace {
 
@@ -120,6 +124,46 @@ TEST(GptqPb, CudaKernelEqualsTheCpuPath) {
     EXPECT_NEAR(gpu.loss, cpu.loss, 1e-3 * std::max(1.0, cpu.loss)) << label;
   });
 }
+
+#ifdef PBLLM_WITH_CUDA
+// One launch of the block kernel against its host emulation on the same
+// inputs (U, mask, quantizer parameters): with --fmad=false the GPU must give
+// the emulation's floats and doubles bit for bit, for every low-bit method,
+// at a block that starts inside the matrix (first = 128) and a partial
+// second CUDA block of rows.
+TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped (the emulated kernel test ran instead)";
+  const int64_t rows = 300, columns = 256, first = 128, n = 128;
+  const auto [W, H] = random_layer(rows, columns, 23);
+  const at::Tensor U = inverse_hessian_factor(H, 0.01, "test", nullptr, nullptr);
+  const at::Tensor mask = at::rand({rows, columns}) < 0.9;
+  const at::Tensor high_scale = at::rand({rows}) * 0.01 + 1e-3, high_zero = at::randint(0, 256, {rows}).to(at::kFloat);
+  const at::Tensor low_mean = at::randn({rows}) * 0.01, low_scale = at::rand({rows}) * 0.1 + 1e-3;
+  const at::Tensor low_zero = at::randint(0, 4, {rows}).to(at::kFloat);
+  for (const auto method : {kernels::LowMethod::xnor, kernels::LowMethod::sign, kernels::LowMethod::no,
+                            kernels::LowMethod::two_bit, kernels::LowMethod::four_bit, kernels::LowMethod::prune}) {
+    // Host copies, and device copies of the same values.
+    std::vector<at::Tensor> host = {W.clone(), mask, U, high_scale, high_zero, low_mean, low_scale, low_zero,
+                                    at::zeros({rows, n}), at::zeros({rows}, at::kDouble)};
+    std::vector<at::Tensor> device;
+    for (const at::Tensor& t : host) device.push_back(t.cuda());
+    auto problem = [&](std::vector<at::Tensor>& t) {
+      return kernels::BlockProblem{t[0].data_ptr<float>(), t[1].data_ptr<bool>(), t[2].data_ptr<float>(), rows, columns,
+                                   first, n, {t[3].data_ptr<float>(), t[4].data_ptr<float>(), 255.0f},
+                                   {method, t[5].data_ptr<float>(), t[6].data_ptr<float>(), t[7].data_ptr<float>(),
+                                    method == kernels::LowMethod::four_bit ? 7.0f : 3.0f},
+                                   true, t[8].data_ptr<float>(), t[9].data_ptr<double>()};
+    };
+    kernels::gptq_pb_block_emulated(problem(host));
+    kernels::gptq_pb_block(problem(device), nullptr);  // the legacy default stream, which .cpu() below follows
+    const int label = static_cast<int>(method);
+    EXPECT_TRUE(at::equal(device[0].cpu(), host[0])) << "weights, method " << label;
+    EXPECT_TRUE(at::equal(device[8].cpu(), host[8])) << "errors, method " << label;
+    EXPECT_TRUE(at::equal(device[9].cpu(), host[9])) << "row losses, method " << label;
+    EXPECT_FALSE(at::equal(host[0], W)) << "the block was quantized, method " << label;
+  }
+}
+#endif
 
 TEST(GptqPb, SalientFractionFollowsLowFrac) {
   const auto [W, H] = random_layer(32, 64, 3);
