@@ -86,13 +86,9 @@ class LayerResidency {
   ~LayerResidency() { model_.set_residency(before_); }
   // The layer's compute copies are made once for its two passes over the samples.
   void hold(int64_t layer) {
-    release();
+    if (held_ >= 0) model_.release_layer(held_);
     model_.hold_layer(layer);
     held_ = layer;
-  }
-  void release() {
-    if (held_ >= 0) model_.release_layer(held_);
-    held_ = -1;
   }
 
  private:
