@@ -9,36 +9,25 @@
 //              column by column as the reference's Python does it.
 // Prints one line per shape and, with --json, writes the figures.
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <c10/core/GradMode.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 
 #include "pbllm/core/check.h"
-#include "pbllm/core/threads.h"
 #include "pbllm/model/device.h"
 #include "pbllm/quant/gptq_pb.h"
+#include "bench_timing.h"
 #include "reference_gptq_pb.h"
+#include "tool_main.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Best of `repeat` timed runs after a warm-up; `work` returns a tensor whose
-// reading back to the host waits for the device.
+// Times `work` by the tools' rule; reading its result back waits for the device.
 template <typename Work>
 double best_seconds(int repeat, Work&& work) {
-  double best = 1e30;
-  for (int run = 0; run <= repeat; ++run) {
-    const auto start = Clock::now();
-    (void)work().sum().template item<double>();
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (run > 0) best = std::min(best, seconds);
-  }
-  return best;
+  return pbllm::tools::best_seconds(repeat, [&] { (void)work().sum().template item<double>(); });
 }
 
 // H = 2/n X^T X over n = 2 x columns random activations (full rank), in float32.
@@ -64,24 +53,27 @@ int main(int argc, char** argv) {
   CLI::App app{"GPTQ-PB on one Linear: fused path vs its GEMMs vs the restated loop", "pbllm_bench_gptq"};
   std::vector<std::string> shapes = {"4096x4096", "11008x4096", "4096x11008"};
   std::string device_name = "cpu", json_path;
-  int repeat = 2, threads = 0;
+  int repeat = 2;
+  pbllm::tools::CommonFlags common;
   bool skip_restated = false;
   app.add_option("--shapes", shapes, "ROWSxCOLUMNS of each Linear (rows = out_features)")->delimiter(',');
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
   app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "CPU threads (default: all cores)");
   app.add_flag("--skip-restated", skip_restated, "do not time the restated loop (slow on a CPU)");
   app.add_option("--json", json_path, "write the figures here");
-  CLI11_PARSE(app, argc, argv);
-  try {
-    pbllm::set_compute_threads(threads);
+  common.add_to(app);
+  return pbllm::tools::run_tool(app, argc, argv, [&] {
+    common.apply();
     const at::Device device = pbllm::model::parse_device(device_name);
     c10::NoGradGuard no_grad;
     at::manual_seed(0);
     nlohmann::json rows = nlohmann::json::array();
     for (const std::string& shape : shapes) {
       const auto x = shape.find('x');
-      if (x == std::string::npos) throw pbllm::Error("--shapes: '" + shape + "' is not ROWSxCOLUMNS");
+      const bool well_formed = x != std::string::npos && x > 0 && x + 1 < shape.size() &&
+                               shape.find_first_not_of("0123456789x") == std::string::npos &&
+                               shape.find('x', x + 1) == std::string::npos;
+      PBLLM_CHECK(well_formed, "--shapes: '", shape, "' is not ROWSxCOLUMNS");
       const int64_t out_features = std::stoll(shape.substr(0, x)), in_features = std::stoll(shape.substr(x + 1));
       const at::Tensor W = at::randn({out_features, in_features}, at::TensorOptions().device(device)) * 0.02;
       const at::Tensor H = random_hessian(in_features, device);
@@ -113,9 +105,5 @@ int main(int argc, char** argv) {
                       {"device", device.str()}});
     }
     if (!json_path.empty()) std::ofstream(json_path) << rows.dump(2) << "\n";
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "pbllm_bench_gptq: error: %s\n", error.what());
-    return 1;
-  }
-  return 0;
+  });
 }

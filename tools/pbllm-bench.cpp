@@ -6,8 +6,6 @@
 #include <ATen/ops/randint.h>
 #include <c10/core/GradMode.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -16,24 +14,8 @@
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
 #include "pbllm/tokenizer/tokenizer.h"
+#include "bench_timing.h"
 #include "tool_main.h"
-
-namespace {
-
-// Best wall time of `repeat` runs of `work` after one warm-up run.
-template <typename Work>
-double best_seconds(int repeat, Work&& work) {
-  double best = 1e30;
-  for (int run = 0; run <= repeat; ++run) {
-    const auto start = std::chrono::steady_clock::now();
-    work();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (run > 0) best = std::min(best, seconds);
-  }
-  return best;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Timings for the benchmark scripts", "pbllm-bench"};
@@ -63,7 +45,7 @@ int main(int argc, char** argv) {
       const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
       c10::NoGradGuard no_grad;
       const at::Tensor ids = at::randint(model->config().vocab_size, {1, seqlen}, at::kLong);
-      const double seconds = best_seconds(repeat, [&] { (void)model->forward(ids).sum().item<float>(); });
+      const double seconds = pbllm::tools::best_seconds(repeat, [&] { (void)model->forward(ids).sum().item<float>(); });
       std::printf("pbllm forward: %lld tokens in %.3f s = %.1f tokens/s (best of %d, %d threads)\n",
                   (long long)seqlen, seconds, seqlen / seconds, repeat, at::get_num_threads());
       return;
@@ -72,7 +54,7 @@ int main(int argc, char** argv) {
     std::ifstream in(text_path, std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     size_t count = 0;
-    const double seconds = best_seconds(repeat, [&] { count = tokenizer->encode(text).size(); });
+    const double seconds = pbllm::tools::best_seconds(repeat, [&] { count = tokenizer->encode(text).size(); });
     std::printf("pbllm tokenize: %.2f MB -> %zu ids in %.3f s = %.2f MB/s (%s)\n", text.size() / 1e6, count, seconds,
                 text.size() / 1e6 / seconds, tokenizer->description().c_str());
   });

@@ -27,10 +27,9 @@ kernels::GemmInput gemm_input(at::ScalarType type) {
 
 // H <- keep H + scale X^T X in one cuBLAS GEMM reading X in its own dtype.
 void update_on_gpu(at::Tensor& hessian, const at::Tensor& rows, double keep, double scale) {
-  const bool gemm_type = rows.scalar_type() == at::kHalf || rows.scalar_type() == at::kBFloat16 ||
-                         rows.scalar_type() == at::kFloat;
   const c10::cuda::CUDAGuard on_device(hessian.device());  // the cuBLAS handle of the Hessian's GPU
-  const at::Tensor x = (gemm_type ? rows : rows.to(at::kFloat)).to(hessian.device()).contiguous();
+  const bool sixteen_bit = rows.scalar_type() == at::kHalf || rows.scalar_type() == at::kBFloat16;
+  const at::Tensor x = rows.to(hessian.device(), sixteen_bit ? rows.scalar_type() : at::kFloat).contiguous();
   const kernels::HessianUpdate update{x.data_ptr(), gemm_input(x.scalar_type()), x.size(0), x.size(1),
                                       static_cast<float>(scale), static_cast<float>(keep), hessian.data_ptr<float>()};
   kernels::hessian_update(update, at::cuda::getCurrentCUDABlasHandle(),
