@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
                                     model->num_layers(), " layers; tokenizer: ", tokenizer->description()));
     const auto results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
     std::printf("%s", pbllm::eval::format_results(results, seqlen).c_str());
+    pbllm::eval::require_some_evaluated(results);
     if (json_path.empty()) return;
     nlohmann::json json = pbllm::eval::results_json(results);
     json["meta"] = {{"model", checkpoint.dir().string()},

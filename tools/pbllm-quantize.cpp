@@ -12,6 +12,7 @@
 #include "pbllm/io/atomic_file.h"
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/io/hf_export.h"
+#include "pbllm/io/output_folder.h"
 #include "pbllm/io/sha256.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
@@ -26,7 +27,7 @@ struct Arguments {
   std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json;
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
-  bool save_given = false, eval_given = false;
+  bool save_given = false, eval_given = false, overwrite = false;
   pbllm::quant::GptqPbOptions gptq;
   pbllm::quant::LinearSelection selection;
 };
@@ -63,6 +64,7 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--device", a.device, "cpu, cuda or cuda:N");
   app.add_option("--save", a.save, "write the quantized model as a Hugging Face folder (default name under output/)")
       ->expected(0, 1);
+  app.add_flag("--overwrite", a.overwrite, "let --save replace a non-empty folder that is not an earlier pbllm output");
   app.add_option("--eval", a.eval, "perplexity after quantizing (default: wikitext2,ptb,c4)")->expected(0, 1);
   app.add_option("--max-windows,--max_windows", a.max_windows, "--eval only the first N windows of each dataset")
       ->check(CLI::PositiveNumber);
@@ -122,6 +124,9 @@ int main(int argc, char** argv) {
 
     const auto start = std::chrono::steady_clock::now();
     const auto checkpoint = pbllm::io::Checkpoint::open(a.model);
+    // The destination is checked before any work: a bad --save fails now, not after an hour.
+    const std::filesystem::path save_dir = a.save.empty() ? default_save_dir(a) : a.save;
+    if (a.save_given) pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");
     auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     const int64_t seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
@@ -155,24 +160,28 @@ int main(int argc, char** argv) {
         {"linears", pbllm::quant::linear_reports_json(reports)},
         {"totals", {{"loss", loss}, {"salient_fraction", salient}, {"seconds", seconds},
                      {"peak_memory_gib", peak_gib}, {"linears", reports.size()}}}};
+    // Saved before --eval, so a failing evaluation cannot throw the quantization away.
+    if (a.save_given) {
+      pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");  // again: an hour has passed
+      pbllm::io::NamedTensors tensors(model->weights().begin(), model->weights().end());
+      pbllm::io::save_hf_directory(checkpoint.dir(), save_dir, tensors, {{"report.json", report.dump(2) + "\n"}});
+      pbllm::log::info(str_cat("saved ", save_dir.string()));
+    }
+    std::vector<pbllm::eval::DatasetResult> results;
     if (!eval_datasets.empty()) {
       pbllm::eval::EvaluationOptions options;
       options.datasets = eval_datasets;
       options.data_dir = data_dir;
       options.seqlen = seqlen;
       options.max_windows = a.max_windows;
-      const auto results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
+      results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
       std::printf("%s", pbllm::eval::format_results(results, seqlen).c_str());
       report["perplexity"] = pbllm::eval::results_json(results);
-    }
-    const std::string report_text = report.dump(2) + "\n";
-    if (a.save_given) {
-      const std::string dir = a.save.empty() ? default_save_dir(a) : a.save;
-      pbllm::io::NamedTensors tensors(model->weights().begin(), model->weights().end());
-      pbllm::io::save_hf_directory(checkpoint.dir(), dir, tensors, {{"report.json", report_text}});
-      pbllm::log::info(str_cat("saved ", dir));
+      if (a.save_given) pbllm::io::write_file_atomically((save_dir / "report.json").string(),
+                                                        [&](std::ostream& out) { out << report.dump(2) << "\n"; });
     }
     if (!a.json.empty())
-      pbllm::io::write_file_atomically(a.json, [&](std::ostream& out) { out << report_text; });
+      pbllm::io::write_file_atomically(a.json, [&](std::ostream& out) { out << report.dump(2) << "\n"; });
+    if (!eval_datasets.empty()) pbllm::eval::require_some_evaluated(results);
   });
 }

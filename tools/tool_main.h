@@ -1,5 +1,6 @@
 // What every pbllm tool's main shares: library errors become one line on
-// stderr and exit code 1; CLI11 parse errors its usual message and code.
+// stderr and exit code 1; SIGINT / SIGTERM stop at the next safe point with
+// exit status 130 / 143; CLI11 parse errors its usual message and code.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <functional>
 #include <iostream>
 
+#include "pbllm/core/interrupt.h"
 #include "pbllm/core/threads.h"
 #include "pbllm/report/logging.h"
 
@@ -35,9 +37,13 @@ inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<vo
   } catch (const CLI::ParseError& error) {
     return app.exit(error);
   }
+  install_interrupt_handlers();
   try {
     body();
     return 0;
+  } catch (const Interrupted& interrupted) {
+    std::cerr << app.get_name() << ": " << interrupted.what() << "; nothing half-written was left behind\n";
+    return interrupted.exit_status();
   } catch (const std::exception& error) {
     std::cerr << app.get_name() << ": error: " << error.what() << "\n";
     return 1;

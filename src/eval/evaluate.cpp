@@ -40,12 +40,21 @@ std::vector<DatasetResult> evaluate_datasets(const model::DecoderModel& model, c
   return results;
 }
 
+void require_some_evaluated(const std::vector<DatasetResult>& results) {
+  std::string reasons;
+  for (const DatasetResult& entry : results) {
+    if (!entry.skipped) return;
+    reasons += str_cat(reasons.empty() ? "" : "; ", entry.skip_reason);
+  }
+  throw Error(str_cat("no dataset could be evaluated (", reasons, ")"));
+}
+
 std::string format_results(const std::vector<DatasetResult>& results, int64_t seqlen) {
   std::string table = str_cat("dataset      perplexity            tokens    windows (seqlen ", seqlen, ")   seconds\n");
   char line[256];
   for (const DatasetResult& entry : results) {
     if (entry.skipped) {
-      table += str_cat(entry.dataset, std::string(std::max<size_t>(1, 13 - entry.dataset.size()), ' '), "skipped: ",
+      table += str_cat(entry.dataset, std::string(entry.dataset.size() < 13 ? 13 - entry.dataset.size() : 1, ' '), "skipped: ",
                        entry.skip_reason, "\n");
       continue;
     }

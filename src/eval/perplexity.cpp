@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "pbllm/core/check.h"
+#include "pbllm/core/interrupt.h"
 #include "pbllm/report/progress.h"
 
 namespace pbllm::eval {
@@ -64,6 +65,7 @@ PerplexityResult evaluate_perplexity(const model::DecoderModel& model, const std
                                  .view({result.windows, seqlen});
   double sum = 0, sum_squares = 0;
   for (int64_t first = 0; first < result.windows; first += batch) {
+    check_interrupted();
     const int64_t count = std::min(batch, result.windows - first);
     for (const NllSum& window : row_nll(model, all_ids.narrow(0, first, count))) {
       sum += window.mean();
@@ -84,6 +86,7 @@ std::vector<int64_t> greedy_continue(const model::DecoderModel& model, std::vect
   PBLLM_CHECK(!prompt.empty(), "greedy decoding needs a prompt of at least one token");
   c10::NoGradGuard no_grad;
   for (int64_t step = 0; step < count; ++step) {
+    check_interrupted();
     const at::Tensor logits = model.forward(as_batch(prompt))[0];
     prompt.push_back(logits[logits.size(0) - 1].argmax().item<int64_t>());
   }

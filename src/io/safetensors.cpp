@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "pbllm/core/check.h"
+#include "pbllm/core/interrupt.h"
 #include "pbllm/io/atomic_file.h"
 
 namespace pbllm::io {
@@ -165,8 +166,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     const uint64_t header_size = text.size();
     out.write(reinterpret_cast<const char*>(&header_size), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const at::Tensor& data : contiguous)
+    for (const at::Tensor& data : contiguous) {
+      check_interrupted();  // a signal between tensors removes the half-written file
       out.write(static_cast<const char*>(data.data_ptr()), static_cast<std::streamsize>(data.nbytes()));
+    }
   });
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "pbllm/core/check.h"
+#include "pbllm/core/interrupt.h"
 #include "pbllm/quant/hessian.h"
 #include "pbllm/report/logging.h"
 #include "pbllm/report/progress.h"
@@ -69,6 +70,7 @@ at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::
                      HessianObserver* observer) {
   at::Tensor outputs = at::empty_like(inputs);
   for (int64_t sample = 0; sample < inputs.size(0); ++sample) {
+    check_interrupted();
     if (observer) observer->next_forward();
     outputs.narrow(0, sample, 1).copy_(model.layer(index, inputs.narrow(0, sample, 1), observer));
   }
@@ -146,6 +148,7 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
         entry.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (on_linear) on_linear(entry);
         reports.push_back(std::move(entry));
+        check_interrupted();
       }
     }
     hidden = run_layer(model, layer, hidden, nullptr);

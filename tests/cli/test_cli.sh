@@ -75,5 +75,57 @@ ours = json.load(open(f"{scratch}/eval.json"))["ptb"]["perplexity"]
 assert abs(ours - expected) < 1e-4 * expected, (ours, expected)
 PY
 
+# --save never destroys a user's files: each refusal leaves what was there.
+SMALL=(ptb xnor --nsamples 2 --seqlen 64 --maxlayer 1 --log-level warn)
+echo "notes" >"$SCRATCH/file"
+expect_error "--save $SCRATCH/file exists and is not a folder" "$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/file"
+check "a file named by --save is intact" grep -q notes "$SCRATCH/file"
+mkdir -p "$SCRATCH/mine" && echo "thesis" >"$SCRATCH/mine/draft.txt"
+expect_error "is a non-empty folder that is not an earlier pbllm output (draft.txt)" \
+  "$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/mine"
+check "a user's folder is intact" grep -q thesis "$SCRATCH/mine/draft.txt"
+cp -r "$MODEL" "$SCRATCH/model" && ln -s "$SCRATCH/model" "$SCRATCH/link"
+for destination in "$SCRATCH/model" "$SCRATCH/model/" "$SCRATCH/model/." "$SCRATCH/link" "$SCRATCH/model/../model" "$SCRATCH"; do
+  expect_error "is or contains the model being read" "$QUANTIZE" "$SCRATCH/model" "${SMALL[@]}" --save "$destination"
+done
+check "the model is intact" cmp -s "$MODEL/model.safetensors" "$SCRATCH/model/model.safetensors"
+mkdir -p "$SCRATCH/ro" && chmod 555 "$SCRATCH/ro"
+if [[ $(id -u) -ne 0 ]]; then
+  expect_error "cannot write in $SCRATCH/ro" "$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/ro/out"
+fi
+"$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/mine" --overwrite >/dev/null 2>&1
+check "--overwrite replaces a user's folder when asked" test -f "$SCRATCH/mine/report.json" -a ! -e "$SCRATCH/mine/draft.txt"
+mkdir -p "$SCRATCH/q.tmp.999999999" "$SCRATCH/q.tmp.1x"
+before=$(sha256sum "$SCRATCH/q/model.safetensors")
+"$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/q" >/dev/null 2>&1
+check "an earlier pbllm output is replaced" test "$(sha256sum "$SCRATCH/q/model.safetensors")" != "$before"
+check "a stale temporary folder is removed, other names kept" test ! -e "$SCRATCH/q.tmp.999999999" -a -d "$SCRATCH/q.tmp.1x"
+rmdir "$SCRATCH/q.tmp.1x"
+before=$(sha256sum "$SCRATCH/q/model.safetensors")
+(ulimit -f 64; "$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/q" >/dev/null 2>"$SCRATCH/err")
+status=$?
+check "a full disk (ulimit -f) is a clear error" test $status -eq 1 -a "$(wc -l <"$SCRATCH/err")" -eq 1
+check "... naming the write" grep -q "write failed" "$SCRATCH/err"
+check "... and leaves the earlier output intact" test "$(sha256sum "$SCRATCH/q/model.safetensors")" = "$before"
+check "... without a temporary" test -z "$(ls -d "$SCRATCH"/q.tmp.[0-9]* 2>/dev/null)"
+# A failing evaluation comes after the save: the quantized model is kept.
+expect_error "no dataset could be evaluated (text:$SCRATCH/no/such/long/file.txt: " \
+  "$QUANTIZE" "$MODEL" "${SMALL[@]/warn/error}" --save "$SCRATCH/q4" --eval "text:$SCRATCH/no/such/long/file.txt"
+check "the model is saved before --eval" test -f "$SCRATCH/q4/model.safetensors"
+expect_error "no dataset could be evaluated" "$EVAL" "$MODEL" --datasets "text:$SCRATCH/none.txt" --log-level off
+# SIGTERM / SIGINT: the next safe point, exit 143 / 130, nothing half-written.
+for signal in TERM INT; do
+  "$QUANTIZE" "$MODEL" ptb xnor --nsamples 64 --seqlen 512 --save "$SCRATCH/s$signal" --log-level warn >/dev/null 2>"$SCRATCH/err" &
+  pid=$!
+  sleep 3
+  kill -s $signal $pid
+  wait $pid
+  status=$?
+  expected=$([[ $signal == TERM ]] && echo 143 || echo 130)
+  check "SIG$signal exits $expected (got $status)" test $status -eq "$expected"
+  check "SIG$signal says so" grep -q "interrupted by SIG$signal" "$SCRATCH/err"
+  check "SIG$signal leaves no folder" test -z "$(ls -d "$SCRATCH/s$signal"* 2>/dev/null)"
+done
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

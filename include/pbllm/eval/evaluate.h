@@ -36,6 +36,9 @@ int64_t default_seqlen(const model::ModelConfig& config);
 std::vector<DatasetResult> evaluate_datasets(const model::DecoderModel& model, const tokenizer::Tokenizer& tokenizer,
                                              const EvaluationOptions& options);
 
+// Throws when every dataset was skipped: a run that measured nothing must not exit 0.
+void require_some_evaluated(const std::vector<DatasetResult>& results);
+
 // The results as a table (dataset, perplexity ± stderr, tokens, windows, seconds).
 std::string format_results(const std::vector<DatasetResult>& results, int64_t seqlen);
 // {"<dataset>": {"perplexity", "stderr", "tokens", "windows", "seconds"}, ...}; skipped ones {"skipped": reason}.

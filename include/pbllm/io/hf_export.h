@@ -1,8 +1,7 @@
 // Writing a Hugging Face checkpoint folder that transformers and pbllm load
 // as they are: config.json and the tokenizer files copied from the source
 // folder, the tensors in model.safetensors, plus extra files (report.json).
-// The folder is built under "<dir>.tmp.<pid>" and renamed into place, so an
-// interrupted run never leaves a half-written checkpoint under the final name.
+// The folder is written with write_folder_atomically (io/output_folder.h).
 #pragma once
 
 #include <filesystem>
@@ -12,6 +11,17 @@
 #include "pbllm/io/safetensors.h"
 
 namespace pbllm::io {
+
+// The files besides the weights that make a folder loadable by transformers.
+inline constexpr const char* kCopiedModelFiles[] = {
+    "config.json",           "generation_config.json", "tokenizer.json",    "tokenizer.model",
+    "tokenizer_config.json", "special_tokens_map.json", "vocab.json",       "merges.txt",
+    "added_tokens.json",     "chat_template.jinja"};
+
+// Copies those of kCopiedModelFiles that `source` has into `folder`.
+void copy_model_side_files(const std::filesystem::path& source, const std::filesystem::path& folder);
+// Writes `text` to folder/name, checking the write.
+void write_text_file(const std::filesystem::path& path, const std::string& text);
 
 void save_hf_directory(const std::filesystem::path& source, const std::filesystem::path& dir,
                        const NamedTensors& tensors, const std::map<std::string, std::string>& extra_files);

@@ -1,0 +1,30 @@
+// SIGINT / SIGTERM for long runs: the first signal asks the run to stop at its
+// next safe point (between Linears, layers, windows or saved tensors), where
+// check_interrupted() throws Interrupted and the code unwinding it removes
+// whatever it had half-written; a second signal ends the process at once.
+// The tools turn Interrupted into one line and exit status 128 + signal.
+#pragma once
+
+#include "pbllm/core/check.h"
+
+namespace pbllm {
+
+class Interrupted : public Error {
+ public:
+  explicit Interrupted(int signal);
+  int signal() const { return signal_; }
+  int exit_status() const { return 128 + signal_; }
+
+ private:
+  int signal_;
+};
+
+// Installs the handlers (idempotent) and ignores SIGXFSZ. Only the tools call this: a library
+// user keeps its own signal handling.
+void install_interrupt_handlers();
+// The signal received since the handlers were installed, else 0.
+int interrupt_signal();
+// Throws Interrupted when a signal has arrived.
+void check_interrupted();
+
+}  // namespace pbllm
