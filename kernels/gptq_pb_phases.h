@@ -19,6 +19,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "pbllm/core/low_bit_methods.h"
+
 #if defined(__CUDACC__)
 #define PBLLM_HOST_DEVICE __host__ __device__
 #else
@@ -26,8 +28,6 @@
 #endif
 
 namespace pbllm::kernels {
-
-enum class LowMethod : int32_t { xnor = 0, sign = 1, no = 2, two_bit = 3, four_bit = 4, prune = 5 };
 
 // Per-row parameters of the high-bit quantizer.
 struct HighBitParams {
@@ -38,7 +38,7 @@ struct HighBitParams {
 
 // Per-row parameters of the low-bit quantizer for the block's column group.
 struct LowBitParams {
-  LowMethod method;
+  LowBitMethod method;
   const float* mean;
   const float* scale;
   const float* zero;
@@ -61,33 +61,66 @@ struct BlockProblem {
 // torch.round: half to even, as rint in the default rounding mode.
 PBLLM_HOST_DEVICE inline float round_half_even(float x) { return rintf(x); }
 
-PBLLM_HOST_DEVICE inline float quantize_to_grid(float w, float scale, float zero, float maxq) {
-  const float code = fminf(fmaxf(round_half_even(w / scale) + zero, 0.0f), maxq);
-  return scale * (code - zero);
+// Each quantizer as code(w) and value(code), q(w) = value(code(w)): the column
+// loop uses both, the packed format (src/pack/) stores codes and decodes them
+// with these very functions, which is what makes its round trip exact.
+
+// An asymmetric grid: code = clamp(round(w / scale) + zero, 0, maxq).
+PBLLM_HOST_DEVICE inline float grid_code(float w, float scale, float zero, float maxq) {
+  return fminf(fmaxf(round_half_even(w / scale) + zero, 0.0f), maxq);
 }
+PBLLM_HOST_DEVICE inline float grid_value(float code, float scale, float zero) { return scale * (code - zero); }
 
 PBLLM_HOST_DEVICE inline float quantize_high(float w, int64_t row, const HighBitParams& p) {
-  return quantize_to_grid(w, p.scale[row], p.zero[row], p.maxq);
+  return grid_value(grid_code(w, p.scale[row], p.zero[row], p.maxq), p.scale[row], p.zero[row]);
 }
 
-PBLLM_HOST_DEVICE inline float quantize_low(float w, int64_t row, const LowBitParams& p) {
-  switch (p.method) {
-    case LowMethod::xnor: {
-      const float centred = w - p.mean[row];
-      const float sign = centred > 0 ? 1.0f : (centred < 0 ? -1.0f : 0.0f);  // torch.sign: 0 at 0
-      return sign * p.scale[row] + p.mean[row];
+// One (group, row)'s low-bit parameters, as values.
+struct LowBitRow {
+  float mean, scale, zero, maxq;
+};
+
+// xnor: sign(w - mean) in {-1, 0, 1} (torch.sign: 0 at the mean); sign: [w > 0];
+// 2bit / 4bit: the grid code; no: w itself; prune: 0.
+PBLLM_HOST_DEVICE inline float low_code(LowBitMethod method, float w, const LowBitRow& r) {
+  switch (method) {
+    case LowBitMethod::xnor: {
+      const float centred = w - r.mean;
+      return centred > 0 ? 1.0f : (centred < 0 ? -1.0f : 0.0f);
     }
-    case LowMethod::sign:
-      return (w > 0 ? 1.0f : 0.0f) * p.scale[row];
-    case LowMethod::two_bit:
-    case LowMethod::four_bit:
-      return quantize_to_grid(w, p.scale[row], p.zero[row], p.maxq);
-    case LowMethod::prune:
+    case LowBitMethod::sign:
+      return w > 0 ? 1.0f : 0.0f;
+    case LowBitMethod::two_bit:
+    case LowBitMethod::four_bit:
+      return grid_code(w, r.scale, r.zero, r.maxq);
+    case LowBitMethod::prune:
       return 0.0f;
-    case LowMethod::no:
+    case LowBitMethod::no:
       break;
   }
   return w;
+}
+
+PBLLM_HOST_DEVICE inline float low_value(LowBitMethod method, float code, const LowBitRow& r) {
+  switch (method) {
+    case LowBitMethod::xnor:
+      return code * r.scale + r.mean;
+    case LowBitMethod::sign:
+      return code * r.scale;
+    case LowBitMethod::two_bit:
+    case LowBitMethod::four_bit:
+      return grid_value(code, r.scale, r.zero);
+    case LowBitMethod::prune:
+      return 0.0f;
+    case LowBitMethod::no:
+      break;
+  }
+  return code;
+}
+
+PBLLM_HOST_DEVICE inline float quantize_low(float w, int64_t row, const LowBitParams& p) {
+  const LowBitRow r{p.mean[row], p.scale[row], p.zero[row], p.maxq};
+  return low_value(p.method, low_code(p.method, w, r), r);
 }
 
 // Phase 1: U[first:first + n, first:first + n] -> u_block (n x n, row-major).

@@ -7,6 +7,7 @@
 #include "pbllm/quant/gptq_pb.h"
 #include "pbllm/quant/hessian.h"
 #include "pbllm/quant/layer_driver.h"
+#include "random_layer.h"
 #include "reference_gptq_pb.h"
 #include "test_support.h"
 
@@ -17,19 +18,8 @@
 namespace pbllm::quant {
 namespace {
 
+using pbllm::testing::random_layer;
 using pbllm::testing::ReferenceOptions;
-
-// A random layer: W [rows, columns] and H = 2/n X^T X from correlated inputs,
-// with one dead (never active) column.
-std::pair<at::Tensor, at::Tensor> random_layer(int64_t rows, int64_t columns, uint64_t seed) {
-  at::manual_seed(seed);
-  const at::Tensor W = at::randn({rows, columns}) * 0.1;
-  at::Tensor X = at::randn({4 * columns, columns}).matmul(at::randn({columns, columns}) * 0.3 + at::eye(columns));
-  X.select(1, columns / 3).zero_();
-  HessianAccumulator accumulator(columns);
-  accumulator.add(X.view({4, columns, columns}));
-  return {W, accumulator.hessian()};
-}
 
 GptqPbOptions to_options(const ReferenceOptions& r) {
   GptqPbOptions o;
@@ -50,7 +40,7 @@ struct Shape {
 };
 
 TEST(GptqPb, FusedLoopEqualsTheRestatedLoop) {
-  const std::vector<std::string> methods = {"xnor", "sign", "no", "2bit", "4bit", "prune"};
+  const std::vector<std::string> methods = low_bit_method_names();
   const std::vector<Shape> shapes = {{128, -1, 8}, {32, -1, 8}, {16, 32, 4}, {24, -1, 2}, {32, 64, 8}};
   const auto [W, H] = random_layer(48, 96, 7);
   int cases = 0;
@@ -85,7 +75,7 @@ TEST(GptqPb, FusedLoopEqualsTheRestatedLoop) {
 // Calls check(options, label) for every method x metric x {-1, groupsize}.
 void for_each_configuration(int64_t groupsize, int64_t blocksize,
                             const std::function<void(const GptqPbOptions&, const std::string&)>& check) {
-  for (const char* method : {"xnor", "sign", "no", "2bit", "4bit", "prune"})
+  for (const std::string& method : low_bit_method_names())
     for (const char* metric : {"magnitude", "hessian"})
       for (int64_t groups : {int64_t{-1}, groupsize}) {
         ReferenceOptions r;
@@ -140,8 +130,8 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
   const at::Tensor high_scale = at::rand({rows}) * 0.01 + 1e-3, high_zero = at::randint(0, 256, {rows}).to(at::kFloat);
   const at::Tensor low_mean = at::randn({rows}) * 0.01, low_scale = at::rand({rows}) * 0.1 + 1e-3;
   const at::Tensor low_zero = at::randint(0, 4, {rows}).to(at::kFloat);
-  for (const auto method : {kernels::LowMethod::xnor, kernels::LowMethod::sign, kernels::LowMethod::no,
-                            kernels::LowMethod::two_bit, kernels::LowMethod::four_bit, kernels::LowMethod::prune}) {
+  for (const LowBitMethodTraits& traits : kLowBitMethods) {
+    const LowBitMethod method = traits.method;
     // Host copies, and device copies of the same values.
     std::vector<at::Tensor> host = {W.clone(), mask, U, high_scale, high_zero, low_mean, low_scale, low_zero,
                                     at::zeros({rows, n}), at::zeros({rows}, at::kDouble)};
@@ -151,7 +141,7 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
       return kernels::BlockProblem{t[0].data_ptr<float>(), t[1].data_ptr<bool>(), t[2].data_ptr<float>(), rows, columns,
                                    first, n, {t[3].data_ptr<float>(), t[4].data_ptr<float>(), 255.0f},
                                    {method, t[5].data_ptr<float>(), t[6].data_ptr<float>(), t[7].data_ptr<float>(),
-                                    method == kernels::LowMethod::four_bit ? 7.0f : 3.0f},
+                                    static_cast<float>(std::max(traits.levels - 1, 1))},
                                    true, t[8].data_ptr<float>(), t[9].data_ptr<double>()};
     };
     kernels::gptq_pb_block_emulated(problem(host));

@@ -25,7 +25,7 @@ TEST(QuantizeStories260K, MatchesTheReferenceRun) {
   const auto windows =
       data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 32, 0, 512);
   quant::GptqPbOptions options;
-  options.low.method = quant::LowBitMethod::xnor;
+  options.low.method = LowBitMethod::xnor;
   options.low_frac = 0.9;
   options.metric = quant::SalientMetric::hessian;
   options.high_bit = 8;

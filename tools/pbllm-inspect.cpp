@@ -9,6 +9,7 @@
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
+#include "pbllm/pack/packed_checkpoint.h"
 #include "tool_main.h"
 
 namespace {
@@ -48,6 +49,9 @@ void print_summary(const pbllm::io::Checkpoint& checkpoint, const pbllm::model::
     std::printf("%s [%lld x %lld]  ", name.c_str(), (long long)sizes[0], (long long)sizes[1]);
   }
   std::printf("\n");
+  // Bits measured from the files: for a packed checkpoint, the packed Linears' share and its split.
+  const auto size = pbllm::pack::measure_model_size(checkpoint, model.packed_linears(), model.parameter_count());
+  std::printf("%s", pbllm::pack::format_model_size(size, nullptr).c_str());
 }
 
 void print_perplexity(const pbllm::model::DecoderModel& model, const std::string& path) {

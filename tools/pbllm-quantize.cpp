@@ -16,6 +16,7 @@
 #include "pbllm/io/sha256.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
+#include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/quant/layer_driver.h"
 #include "tool_main.h"
 
@@ -24,10 +25,11 @@ namespace {
 using pbllm::str_cat;
 
 struct Arguments {
-  std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json;
+  std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json, format = "hf";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
   bool save_given = false, eval_given = false, overwrite = false;
+  std::string command;  // the command line, for the packed file's metadata
   pbllm::quant::GptqPbOptions gptq;
   pbllm::quant::LinearSelection selection;
 };
@@ -37,7 +39,7 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("dataset", a.dataset, "calibration data: wikitext2, ptb, c4 or text:PATH")->required();
   app.add_option("low_quant_method", a.method, "low-bit method for the binarized weights")
       ->required()
-      ->check(CLI::IsMember({"xnor", "sign", "no", "2bit", "4bit", "prune"}));
+      ->check(CLI::IsMember(pbllm::low_bit_method_names()));
   app.add_option("--low_frac,--low-frac", a.gptq.low_frac, "binarized fraction (0.9 keeps 10% salient)");
   app.add_option("--high_bit,--high-bit", a.gptq.high_bit, "bits of the salient weights (1..16)");
   app.add_option("--salient_metric,--salient-metric", a.metric, "magnitude or hessian")
@@ -64,6 +66,8 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--device", a.device, "cpu, cuda or cuda:N");
   app.add_option("--save", a.save, "write the quantized model as a Hugging Face folder (default name under output/)")
       ->expected(0, 1);
+  app.add_option("--format", a.format, "--save as hf (fake-quant weights in the checkpoint's dtype) or pb (packed)")
+      ->check(CLI::IsMember({"hf", "pb"}));
   app.add_flag("--overwrite", a.overwrite, "let --save replace a non-empty folder that is not an earlier pbllm output");
   app.add_option("--eval", a.eval, "perplexity after quantizing (default: wikitext2,ptb,c4)")->expected(0, 1);
   app.add_option("--max-windows,--max_windows", a.max_windows, "--eval only the first N windows of each dataset")
@@ -96,7 +100,46 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
           {"disable_gptq", a.gptq.disable_gptq}, {"stats_over_binarized", a.gptq.low.statistics_over_binarized_only},
           {"high_range_from_salient", a.gptq.high_range_from_salient},
           {"zero_point_per_row", a.gptq.low.zero_point_per_row}, {"device", a.device},
-          {"max_windows", a.max_windows}};
+          {"max_windows", a.max_windows}, {"format", a.format}};
+}
+
+// The producing settings, for the packed file's metadata.
+nlohmann::json packed_settings(const Arguments& a) {
+  return {{"method", a.method}, {"low_frac", a.gptq.low_frac}, {"high_bit", a.gptq.high_bit},
+          {"groupsize", a.gptq.groupsize}, {"salient_metric", a.metric}, {"command", a.command},
+          {"pbllm_version", PBLLM_VERSION},
+          {"layout", "per Linear W: W.pb.mask = Golomb-Rice gaps between salient positions, row-major, restarting "
+                     "every 32 rows (W.pb.mask_index: first bit and salient count before each block); "
+                     "W.pb.low_codes / W.pb.high_codes = codes LSB-first in row-major order of the non-salient / "
+                     "salient weights; W.pb.high_scale, high_zero per row; W.pb.low_mean, low_scale, low_zero per "
+                     "(group, row); W.pb.zero_signs = xnor weights equal to their mean"}};
+}
+
+// Writes --save DIR in the chosen format, then measures the saved file (read
+// back through the loader, which checks it) and records the sizes in report.json.
+void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const pbllm::model::DecoderModel& model,
+                const pbllm::pack::PackedLinears& packed, const std::filesystem::path& dir, nlohmann::json& report) {
+  namespace fs = std::filesystem;
+  const pbllm::io::NamedTensors tensors(model.weights().begin(), model.weights().end());
+  const std::string report_text = report.dump(2) + "\n";
+  if (a.format == "pb") {
+    pbllm::io::write_folder_atomically(dir, [&](const fs::path& folder) {
+      pbllm::io::copy_model_side_files(source.dir(), folder);
+      pbllm::pack::save_packed_safetensors(folder / pbllm::pack::kPackedWeightsFile, tensors, packed,
+                                           packed_settings(a));
+      pbllm::io::write_text_file(folder / "report.json", report_text);
+    });
+  } else {
+    pbllm::io::save_hf_directory(source.dir(), dir, tensors, {{"report.json", report_text}});
+  }
+  const auto saved = pbllm::io::Checkpoint::open(dir.string());
+  const auto size = pbllm::pack::measure_model_size(saved, pbllm::pack::read_packed_linears(saved),
+                                                    model.parameter_count());
+  const auto source_size = pbllm::pack::measure_model_size(source, {}, model.parameter_count());
+  std::printf("saved %s\n%s", dir.c_str(), pbllm::pack::format_model_size(size, &source_size).c_str());
+  report["size"] = size.to_json();
+  report["source_size"] = source_size.to_json();
+  pbllm::io::write_file_atomically((dir / "report.json").string(), [&](std::ostream& out) { out << report.dump(2) << "\n"; });
 }
 
 }  // namespace
@@ -111,8 +154,10 @@ int main(int argc, char** argv) {
   return pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     a.save_given = app.count("--save") > 0;
+    for (int i = 0; i < argc; ++i) a.command += str_cat(i ? " " : "", argv[i]);
     a.eval_given = app.count("--eval") > 0;
-    a.gptq.low.method = pbllm::quant::low_bit_method_from_name(a.method);
+    PBLLM_CHECK(a.save_given || app.count("--format") == 0, "--format ", a.format, " needs --save");
+    a.gptq.low.method = pbllm::low_bit_method_from_name(a.method);
     a.gptq.metric = pbllm::quant::salient_metric_from_name(a.metric);
     a.gptq.validate();  // one-line errors before anything is loaded
     const auto dataset = pbllm::data::Dataset::parse(a.dataset);
@@ -128,6 +173,8 @@ int main(int argc, char** argv) {
     const std::filesystem::path save_dir = a.save.empty() ? default_save_dir(a) : a.save;
     if (a.save_given) pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");
     auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
+    PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
+                " is a packed PB checkpoint: quantize the original model");
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     const int64_t seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
     PBLLM_CHECK(seqlen <= model->config().max_position_embeddings, "--seqlen ", seqlen, " exceeds the model's ",
@@ -136,7 +183,9 @@ int main(int argc, char** argv) {
     pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", seqlen, " tokens from ",
                              calibration_file.string(), " (seed ", a.seed, ")"));
 
-    const auto reports = pbllm::quant::quantize_layers(*model, windows, a.gptq, a.selection, print_linear);
+    pbllm::pack::PackedLinears packed;
+    const auto reports = pbllm::quant::quantize_layers(*model, windows, a.gptq, a.selection, print_linear,
+                                                       a.format == "pb" ? &packed : nullptr);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double loss = 0, salient_weights = 0, weights = 0;
     for (const auto& r : reports) {
@@ -147,10 +196,9 @@ int main(int argc, char** argv) {
     const double salient = weights > 0 ? salient_weights / weights : 0;
     const double peak_gib = static_cast<double>(pbllm::model::peak_memory_bytes(model->device())) / (1 << 30);
     std::printf("quantized %zu Linears (%.0f weights) in %.1f s, peak memory %.2f GiB on %s: total loss %.4f, "
-                "salient %.2f%% at %d bits, the rest %s; %.3f bits/weight before per-row parameters (1 sign bit + "
-                "1 bitmap bit per weight, +%d per salient one)\n",
+                "salient %.2f%% at %d bits, the rest %s\n",
                 reports.size(), weights, seconds, peak_gib, model->device().str().c_str(), loss, 100 * salient,
-                a.gptq.high_bit, a.method.c_str(), 2.0 + salient * a.gptq.high_bit, a.gptq.high_bit);
+                a.gptq.high_bit, a.method.c_str());
 
     nlohmann::json report = {
         {"arguments", arguments_json(a, seqlen)},
@@ -163,9 +211,7 @@ int main(int argc, char** argv) {
     // Saved before --eval, so a failing evaluation cannot throw the quantization away.
     if (a.save_given) {
       pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");  // again: an hour has passed
-      pbllm::io::NamedTensors tensors(model->weights().begin(), model->weights().end());
-      pbllm::io::save_hf_directory(checkpoint.dir(), save_dir, tensors, {{"report.json", report.dump(2) + "\n"}});
-      pbllm::log::info(str_cat("saved ", save_dir.string()));
+      save_model(a, checkpoint, *model, packed, save_dir, report);
     }
     std::vector<pbllm::eval::DatasetResult> results;
     if (!eval_datasets.empty()) {

@@ -42,6 +42,9 @@ Checkpoint Checkpoint::open(const std::string& model) {
   if (fs::exists(dir / "model.safetensors")) {
     checkpoint.weights_file_ = "model.safetensors";
     checkpoint.add_safetensors(dir / "model.safetensors", nullptr);
+  } else if (fs::exists(dir / "model.pb.safetensors")) {
+    checkpoint.weights_file_ = "model.pb.safetensors";
+    checkpoint.add_safetensors(dir / "model.pb.safetensors", nullptr);
   } else if (fs::exists(dir / "model.safetensors.index.json")) {
     checkpoint.weights_file_ = "model.safetensors.index.json";
     checkpoint.add_sharded(dir / "model.safetensors.index.json", true);
@@ -52,13 +55,14 @@ Checkpoint Checkpoint::open(const std::string& model) {
     checkpoint.weights_file_ = "pytorch_model.bin.index.json";
     checkpoint.add_sharded(dir / "pytorch_model.bin.index.json", false);
   } else {
-    throw Error(str_cat(dir.string(), ": no weights (looked for model.safetensors, model.safetensors.index.json, "
+    throw Error(str_cat(dir.string(), ": no weights (looked for model.safetensors, model.pb.safetensors, model.safetensors.index.json, "
                                       "pytorch_model.bin, pytorch_model.bin.index.json)"));
   }
   return checkpoint;
 }
 
 void Checkpoint::add_safetensors(const fs::path& file, const std::vector<std::string>* expected_names) {
+  weight_files_.push_back(file);
   auto mapped = std::make_shared<SafetensorsFile>(file.string());
   check_listed_names_present(file, expected_names, [&](const std::string& name) { return mapped->contains(name); });
   for (const std::string& name : mapped->names()) mapped_[name] = mapped.get();
@@ -66,6 +70,7 @@ void Checkpoint::add_safetensors(const fs::path& file, const std::vector<std::st
 }
 
 void Checkpoint::add_torch_bin(const fs::path& file, const std::vector<std::string>* expected_names) {
+  weight_files_.push_back(file);
   std::unordered_map<std::string, at::Tensor> shard;
   for (auto& [name, tensor] : load_torch_state_dict(file.string())) shard[name] = std::move(tensor);
   check_listed_names_present(file, expected_names, [&](const std::string& name) { return shard.count(name) > 0; });

@@ -1,6 +1,7 @@
 #include "pbllm/model/decoder.h"
 
 #include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
@@ -14,12 +15,23 @@ namespace pbllm::model {
 std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoint, const at::Device& device) {
   const ModelConfig config =
       ModelConfig::from_json(checkpoint.config(), (checkpoint.dir() / "config.json").string());
+  pack::PackedLinears packed = pack::read_packed_linears(checkpoint);
   std::map<std::string, at::Tensor> weights;
-  for (const std::string& name : checkpoint.tensor_names()) weights[name] = checkpoint.tensor(name);
+  for (const std::string& name : checkpoint.tensor_names())
+    if (!pack::is_packed_tensor_name(name)) weights[name] = checkpoint.tensor(name);
+  for (const auto& [name, linear] : packed) {
+    PBLLM_CHECK(!weights.count(name), checkpoint.weights_file(), ": '", name, "' is stored both packed and plain");
+    weights[name] = at::empty({linear->rows, linear->columns}, at::TensorOptions().dtype(linear->dtype).device(at::kMeta));
+  }
   const std::string source = str_cat(checkpoint.dir().string(), "/", checkpoint.weights_file());
-  if (config.architecture == Architecture::opt)
-    return std::make_unique<OptModel>(config, std::move(weights), device, source);
-  return std::make_unique<LlamaModel>(config, std::move(weights), device, source);
+  std::unique_ptr<DecoderModel> model;
+  if (config.architecture == Architecture::opt) {
+    model = std::make_unique<OptModel>(config, std::move(weights), device, source);
+  } else {
+    model = std::make_unique<LlamaModel>(config, std::move(weights), device, source);
+  }
+  model->packed_ = std::move(packed);
+  return model;
 }
 
 DecoderModel::DecoderModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
@@ -71,6 +83,7 @@ const at::Tensor& DecoderModel::weight(const std::string& name) const {
 
 void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) {
   const at::Tensor& current = weight(name);
+  PBLLM_CHECK(!packed_.count(name), "'", name, "' is packed: quantize the original checkpoint, not a packed one");
   PBLLM_CHECK(current.sizes() == value.sizes(), "set_weight '", name, "': shape ", value.sizes(), " differs from ",
               current.sizes());
   at::Tensor& stored = weights_[name];
@@ -82,7 +95,13 @@ void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) 
 }
 
 bool DecoderModel::used_as_is(const at::Tensor& host) const {
-  return device_.is_cpu() && host.scalar_type() == compute_dtype_;
+  return device_.is_cpu() && !host.is_meta() && host.scalar_type() == compute_dtype_;
+}
+
+at::Tensor DecoderModel::make_compute_copy(const std::string& name, const at::Tensor& host) const {
+  if (auto packed = packed_.find(name); packed != packed_.end())
+    return to_compute(pack::decode_linear(*packed->second), device_, compute_dtype_);
+  return to_compute(host, device_, compute_dtype_);
 }
 
 bool DecoderModel::in_layer(const std::string& name, int64_t index) const {
@@ -100,7 +119,7 @@ void DecoderModel::hold_layer(int64_t index) {
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   for (const auto& [name, host] : weights_)
     if (in_layer(name, index) && !used_as_is(host) && !compute_copies_.count(name))
-      compute_copies_[name] = to_compute(host, device_, compute_dtype_);
+      compute_copies_[name] = make_compute_copy(name, host);
 }
 
 void DecoderModel::release_layer(int64_t index) {
@@ -128,8 +147,9 @@ at::Tensor DecoderModel::param(const std::string& name) const {
   if (used_as_is(host)) return host;
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   if (auto kept = compute_copies_.find(name); kept != compute_copies_.end()) return kept->second;
-  at::Tensor copy = to_compute(host, device_, compute_dtype_);
-  if (residency_ == Residency::whole_model) compute_copies_[name] = copy;
+  at::Tensor copy = make_compute_copy(name, host);
+  // Packed Linears are decoded per use: kept, they would take the float32 model's memory.
+  if (residency_ == Residency::whole_model && !packed_.count(name)) compute_copies_[name] = copy;
   return copy;
 }
 

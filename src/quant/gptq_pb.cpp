@@ -183,6 +183,13 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
     W.narrow(1, first + n, right).addmm_(errors, U.narrow(0, first, n).narrow(1, first + n, right), 1.0, -1.0);
   }
   result.loss = row_loss.sum().item<double>() / 2;
+  result.high_scale = high.scale();
+  result.high_zero = high.zero();
+  result.high_maxq = high_params.maxq;
+  result.low_mean = low.mean();
+  result.low_scale = low.scale();
+  result.low_zero = low.zero();
+  result.low_maxq = low.maxq();
   result.weight = W;
   result.salient_fraction = 1.0 - result.binarized.to(at::kFloat).mean().item<double>();
   return result;

@@ -104,7 +104,8 @@ class LayerResidency {
 std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
                                           const std::vector<std::vector<int32_t>>& calibration_windows,
                                           const GptqPbOptions& options, const LinearSelection& selection,
-                                          const std::function<void(const LinearReport&)>& on_linear) {
+                                          const std::function<void(const LinearReport&)>& on_linear,
+                                          pack::PackedLinears* packed) {
   options.validate();
   PBLLM_CHECK(!calibration_windows.empty(), "no calibration windows (--nsamples must be positive)");
   c10::NoGradGuard no_grad;
@@ -135,6 +136,9 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
         // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
         const at::Tensor weight = model.weight(weight_name).to(model.device());
         const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label);
+        if (packed != nullptr)
+          (*packed)[weight_name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(
+              quantized_linear(result, options, model.weight(weight_name).scalar_type()), weight_name));
         model.set_weight(weight_name, result.weight);
         LinearReport entry;
         entry.layer = layer;
@@ -155,6 +159,23 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
     progress.update(layer + 1);
   }
   return reports;
+}
+
+pack::QuantizedLinear quantized_linear(const GptqPbResult& result, const GptqPbOptions& options,
+                                       at::ScalarType checkpoint_dtype) {
+  pack::QuantizedLinear linear;
+  linear.weight = result.weight;
+  linear.salient = ~result.binarized;
+  linear.high_scale = result.high_scale;
+  linear.high_zero = result.high_zero;
+  linear.low_mean = result.low_mean;
+  linear.low_scale = result.low_scale;
+  linear.low_zero = result.low_zero;
+  linear.method = options.low.method;
+  linear.high_bit = options.high_bit;
+  linear.groupsize = options.groupsize;
+  linear.dtype = checkpoint_dtype;
+  return linear;
 }
 
 nlohmann::json linear_reports_json(const std::vector<LinearReport>& reports) {

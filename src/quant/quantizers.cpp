@@ -43,16 +43,6 @@ kernels::HighBitParams HighBitQuantizer::params() const {
   return {scale_.data_ptr<float>(), zero_.data_ptr<float>(), maxq_};
 }
 
-LowBitMethod low_bit_method_from_name(const std::string& name) {
-  if (name == "xnor") return LowBitMethod::xnor;
-  if (name == "sign") return LowBitMethod::sign;
-  if (name == "no") return LowBitMethod::no;
-  if (name == "2bit") return LowBitMethod::two_bit;
-  if (name == "4bit") return LowBitMethod::four_bit;
-  if (name == "prune") return LowBitMethod::prune;
-  throw Error(str_cat("unknown low-bit method '", name, "' (xnor, sign, no, 2bit, 4bit, prune)"));
-}
-
 LowBitQuantizer::LowBitQuantizer(Options options, int64_t rows, int64_t groups,
                                  const at::TensorOptions& tensor_options)
     : options_(options),
@@ -60,8 +50,8 @@ LowBitQuantizer::LowBitQuantizer(Options options, int64_t rows, int64_t groups,
       mean_(at::zeros({groups, rows}, tensor_options.dtype(at::kFloat))),
       scale_(at::zeros({groups, rows}, tensor_options.dtype(at::kFloat))),
       zero_(at::zeros({groups, rows}, tensor_options.dtype(at::kFloat))) {
-  // The reference's "4bit" has codes 0..7 and "2bit" 0..3.
-  maxq_ = options_.method == LowBitMethod::four_bit ? 7.0f : 3.0f;
+  // The grid's top code (the reference's "4bit" has codes 0..7, "2bit" 0..3); unused by the other methods.
+  maxq_ = static_cast<float>(std::max(low_bit_method_traits(options_.method).levels - 1, 1));
 }
 
 kernels::LowBitParams LowBitQuantizer::params(int64_t group) const {

@@ -75,6 +75,23 @@ ours = json.load(open(f"{scratch}/eval.json"))["ptb"]["perplexity"]
 assert abs(ours - expected) < 1e-4 * expected, (ours, expected)
 PY
 
+# --format pb: a packed folder that pbllm-eval reads to the same perplexity, bit for bit.
+"$QUANTIZE" "$MODEL" ptb xnor --low_frac 0.8 --salient-metric hessian --nsamples 4 --seqlen 128 --maxlayer 2 \
+  --save "$SCRATCH/p" --format pb --log-level warn >"$SCRATCH/packed.out" 2>&1
+check "pbllm-quantize --format pb exits 0" test $? -eq 0
+check "the packed folder holds model.pb.safetensors only" test -f "$SCRATCH/p/model.pb.safetensors" -a ! -e "$SCRATCH/p/model.safetensors"
+check "the summary gives bits measured on disk" grep -q "^packed       14 Linears, 90624 weights: .* bits/weight on disk" "$SCRATCH/packed.out"
+check "report.json records both sizes" python3 -c "
+import json, os, sys; r = json.load(open('$SCRATCH/p/report.json'))['size']
+sys.exit(r['file_bytes'] != os.path.getsize('$SCRATCH/p/model.pb.safetensors') or not 0 < r['linear_bits_per_weight'] < 8)"
+"$EVAL" "$SCRATCH/p" --datasets ptb --seqlen 128 --max-windows 4 --json "$SCRATCH/eval_packed.json" --log-level warn >/dev/null 2>&1
+check "pbllm-eval on the packed folder = on the fake-quant folder, bit for bit" python3 -c "
+import json, sys; a, b = (json.load(open(f))['ptb']['perplexity'] for f in ('$SCRATCH/eval.json', '$SCRATCH/eval_packed.json'))
+sys.exit(a != b)"
+check "pbllm-inspect prints the packed sizes" sh -c "'$BUILD/tools/pbllm-inspect' '$SCRATCH/p' --log-level warn | grep -q '^packed       14 Linears'"
+expect_error "is a packed PB checkpoint: quantize the original model" "$QUANTIZE" "$SCRATCH/p" ptb xnor
+expect_error "--format pb needs --save" "$QUANTIZE" "$MODEL" ptb xnor --format pb
+
 # --save never destroys a user's files: each refusal leaves what was there.
 SMALL=(ptb xnor --nsamples 2 --seqlen 64 --maxlayer 1 --log-level warn)
 echo "notes" >"$SCRATCH/file"

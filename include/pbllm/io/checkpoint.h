@@ -1,6 +1,8 @@
 // A Hugging Face checkpoint directory: config.json plus weights in one of the
 // layouts save_pretrained writes (single or sharded safetensors, single or
-// sharded pytorch_model.bin). safetensors tensors stay memory-mapped until used.
+// sharded pytorch_model.bin), or pbllm's packed PB checkpoint (model.pb.safetensors,
+// read as safetensors here; pack/ decodes its Linears). safetensors tensors stay
+// memory-mapped until used.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -26,6 +28,11 @@ class Checkpoint {
   // The weights file (or index) the tensors come from, e.g. "model.safetensors".
   const std::string& weights_file() const { return weights_file_; }
 
+  // Every file the weights come from (the shards of a sharded checkpoint).
+  const std::vector<std::filesystem::path>& weight_files() const { return weight_files_; }
+  // The safetensors files, mapped (empty for .bin checkpoints).
+  const std::vector<std::shared_ptr<SafetensorsFile>>& safetensors_files() const { return mapped_files_; }
+
   std::vector<std::string> tensor_names() const;
   bool has_tensor(const std::string& name) const;
   // A CPU tensor in the checkpoint's dtype; a missing name throws, naming the folder.
@@ -39,6 +46,7 @@ class Checkpoint {
   std::filesystem::path dir_;
   nlohmann::json config_;
   std::string weights_file_;
+  std::vector<std::filesystem::path> weight_files_;
   std::vector<std::shared_ptr<SafetensorsFile>> mapped_files_;
   std::unordered_map<std::string, const SafetensorsFile*> mapped_;  // name -> the file that holds it
   std::unordered_map<std::string, at::Tensor> loaded_;              // tensors read from .bin files

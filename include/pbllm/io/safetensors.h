@@ -34,6 +34,8 @@ class SafetensorsFile {
   // A CPU tensor viewing the mapped bytes (copied only when misaligned for its dtype).
   at::Tensor tensor(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // The 8-byte length and the JSON header: everything before the tensors' bytes.
+  size_t header_bytes() const { return data_start_; }
 
  private:
   std::shared_ptr<MappedFile> file_;

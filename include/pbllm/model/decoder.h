@@ -5,7 +5,9 @@
 // Weights stay on the host in the checkpoint's dtype (memory-mapped where the
 // file allows); what a call needs goes to the compute device and dtype
 // (float32 on the CPU, fp16 on CUDA) as a "compute copy", kept or not by the
-// model's Residency.
+// model's Residency. A packed PB checkpoint's Linears stay packed and are
+// decoded when used (kept only while their layer is held), so its resident
+// weights are about the packed size.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -18,6 +20,7 @@
 
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/config.h"
+#include "pbllm/pack/packed_checkpoint.h"
 
 namespace pbllm::model {
 
@@ -62,6 +65,10 @@ class DecoderModel {
   virtual std::vector<std::string> linear_names() const = 0;
   // The checkpoint name of a Linear's weight, e.g. "model.layers.3.self_attn.q_proj.weight".
   std::string linear_weight_name(int64_t layer, const std::string& linear) const;
+
+  // The Linears held packed (a packed PB checkpoint); their entries in
+  // weights() are shape-only placeholders (the meta device).
+  const pack::PackedLinears& packed_linears() const { return packed_; }
 
   // Host tensors by checkpoint name, in the checkpoint's dtype.
   const std::map<std::string, at::Tensor>& weights() const { return weights_; }
@@ -123,6 +130,8 @@ class DecoderModel {
   // True when the host tensor itself is the compute copy (float32 on the CPU).
   bool used_as_is(const at::Tensor& host) const;
   bool in_layer(const std::string& name, int64_t index) const;
+  // The compute-device, compute-dtype copy of weight `name` (a packed one decoded).
+  at::Tensor make_compute_copy(const std::string& name, const at::Tensor& host) const;
 
   // Keeping copies matters: fresh half-gigabyte fp16->float32 buffers per CPU
   // forward cost more than the arithmetic, and host-to-GPU copies of a layer
@@ -130,6 +139,7 @@ class DecoderModel {
   Residency residency_ = Residency::held_layers;
   mutable std::mutex copies_mutex_;
   mutable std::map<std::string, at::Tensor> compute_copies_;
+  pack::PackedLinears packed_;
 };
 
 }  // namespace pbllm::model

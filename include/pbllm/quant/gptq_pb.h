@@ -47,6 +47,10 @@ struct GptqPbResult {
   double salient_fraction = 0;
   double percdamp_used = 0;  // after any retries
   int damping_retries = 0;
+  // The quantizers' parameters, on the weight's device (the packed format stores them).
+  at::Tensor high_scale, high_zero;            // float32 [rows]
+  at::Tensor low_mean, low_scale, low_zero;    // float32 [groups, rows]
+  float high_maxq = 0, low_maxq = 0;
 };
 
 // U, the upper Cholesky factor of (H + percdamp * mean(diag H) * I)^-1. A

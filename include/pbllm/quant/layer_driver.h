@@ -39,11 +39,18 @@ struct LinearReport {
 };
 
 // Quantizes `model` in place (its weights replaced by the quantized values in
-// their original dtype); `on_linear` is called after each Linear.
+// their original dtype); `on_linear` is called after each Linear. With
+// `packed`, each quantized Linear is also encoded there (by weight name) for
+// the packed PB checkpoint.
 std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
                                           const std::vector<std::vector<int32_t>>& calibration_windows,
                                           const GptqPbOptions& options, const LinearSelection& selection,
-                                          const std::function<void(const LinearReport&)>& on_linear = {});
+                                          const std::function<void(const LinearReport&)>& on_linear = {},
+                                          pack::PackedLinears* packed = nullptr);
+
+// What the packed format needs of one GPTQ-PB result.
+pack::QuantizedLinear quantized_linear(const GptqPbResult& result, const GptqPbOptions& options,
+                                       at::ScalarType checkpoint_dtype);
 
 // [{"layer", "name", "shape", "loss", "salient_fraction", "seconds", "percdamp", "damping_retries"}, ...]
 nlohmann::json linear_reports_json(const std::vector<LinearReport>& reports);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gptq_pb_phases.h"
+#include "pbllm/core/low_bit_methods.h"
 
 namespace pbllm::quant {
 
@@ -21,14 +22,14 @@ class HighBitQuantizer {
   // uses every weight of the row).
   void calibrate(const at::Tensor& W, int bits, const at::Tensor& salient = at::Tensor());
   kernels::HighBitParams params() const;
+  const at::Tensor& scale() const { return scale_; }  // float32 [rows]
+  const at::Tensor& zero() const { return zero_; }    // float32 [rows], integers in 0..2^bits - 1
 
  private:
   at::Tensor scale_, zero_;  // float32 [rows]
   float maxq_ = 255;
 };
 
-using LowBitMethod = kernels::LowMethod;
-LowBitMethod low_bit_method_from_name(const std::string& name);  // "xnor", "sign", "no", "2bit", "4bit", "prune"
 
 // Low-bit quantizer: parameters per (column group, row).
 class LowBitQuantizer {
@@ -48,6 +49,11 @@ class LowBitQuantizer {
   void calibrate(const at::Tensor& W_group, const at::Tensor& binarized, int64_t group);
   // The parameters of one column group.
   kernels::LowBitParams params(int64_t group) const;
+  // float32 [groups, rows]; those the method does not use are zeros.
+  const at::Tensor& mean() const { return mean_; }
+  const at::Tensor& scale() const { return scale_; }
+  const at::Tensor& zero() const { return zero_; }
+  float maxq() const { return maxq_; }
 
  private:
   Options options_;

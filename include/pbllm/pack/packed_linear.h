@@ -1,0 +1,69 @@
+// One partially binarized Linear in its packed form (docs/DESIGN.md, "The
+// packed PB format"): the salient mask (mask_codec.h), the low-bit codes of
+// the non-salient weights and the high-bit codes of the salient ones, each in
+// row-major order of the weights they belong to, and the quantizers' per-row
+// and per-(group, row) parameters as float32 (the values the quantizer used,
+// so decoding repeats its arithmetic exactly: kernels/gptq_pb_phases.h).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "pbllm/core/low_bit_methods.h"
+#include "pbllm/pack/mask_codec.h"
+
+namespace pbllm::pack {
+
+// What GPTQ-PB produced for one Linear, as the encoder takes it.
+struct QuantizedLinear {
+  at::Tensor weight;                         // the quantized values, float32 [rows, columns]
+  at::Tensor salient;                        // bool [rows, columns]
+  at::Tensor high_scale, high_zero;          // float32 [rows]
+  at::Tensor low_mean, low_scale, low_zero;  // float32 [groups, rows]
+  LowBitMethod method = LowBitMethod::xnor;
+  int high_bit = 8;
+  int64_t groupsize = -1;                    // columns per group, -1: whole rows
+  at::ScalarType dtype = at::kFloat;         // the checkpoint's: decoded values are rounded through it
+};
+
+struct PackedLinear {
+  int64_t rows = 0, columns = 0, group_columns = 0;  // group_columns: columns per (group, row) parameter set
+  LowBitMethod method = LowBitMethod::xnor;
+  int high_bit = 8;
+  at::ScalarType dtype = at::kFloat;
+  int rice_k = 0;
+  int64_t salient = 0;
+  // Tensors, as stored (CPU; views into the mapped file after loading).
+  at::Tensor mask, mask_index;            // uint8 [bytes], int64 [blocks + 1, 2]
+  at::Tensor low_codes;                   // uint8 codes, or the values (dtype) for "no", or empty
+  at::Tensor high_codes;                  // uint8, high_bit bits per salient weight
+  at::Tensor high_scale, high_zero;       // float32 [rows]; uint8 (high_bit <= 8) or int32 [rows]
+  at::Tensor low_mean, low_scale, low_zero;  // float32 [groups, rows], those the method has
+  at::Tensor zero_signs;                  // int64 [n]: xnor weights equal to their mean (sign 0), row-major
+  std::string name;                       // the weight's name, for errors
+
+  int64_t groups() const { return (columns + group_columns - 1) / group_columns; }
+  int64_t weights() const { return rows * columns; }
+  // The tensors under their suffixes ("mask", "low_codes", ...), undefined ones left out.
+  std::map<std::string, at::Tensor> tensors() const;
+  // Sum of the stored tensors' bytes.
+  int64_t stored_bytes() const;
+  MaskView mask_view() const;
+};
+
+// Encodes; every value is checked to decode back to itself bit for bit (else
+// a pbllm::Error naming `name` and the entry).
+PackedLinear encode_linear(const QuantizedLinear& linear, const std::string& name);
+
+// Checks a loaded PackedLinear's tensors against its fields (shapes, dtypes,
+// stream lengths, mask index): one error per problem, naming the tensor.
+void check_packed_linear(const PackedLinear& packed);
+
+// The float32 weight [rows, columns], rounded through the checkpoint's dtype:
+// equal bit for bit to the fake-quant checkpoint's values. Row blocks in parallel.
+at::Tensor decode_linear(const PackedLinear& packed);
+
+}  // namespace pbllm::pack

@@ -1,0 +1,224 @@
+#include "pbllm/pack/packed_checkpoint.h"
+
+#include <cstdio>
+
+#include "pbllm/core/check.h"
+
+namespace pbllm::pack {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kSeparator = ".pb.";
+
+nlohmann::json linear_metadata(const PackedLinear& p) {
+  return {{"shape", {p.rows, p.columns}},
+          {"group_columns", p.group_columns},
+          {"dtype", io::safetensors_dtype_name(p.dtype)},
+          {"method", low_bit_method_traits(p.method).name},
+          {"high_bit", p.high_bit},
+          {"rice_k", p.rice_k},
+          {"salient", p.salient}};
+}
+
+// metadata[key] parsed as JSON; errors name the file and the key.
+nlohmann::json metadata_json(const io::SafetensorsFile& file, const std::string& key) {
+  auto found = file.metadata().find(key);
+  PBLLM_CHECK(found != file.metadata().end(), file.path(), ": __metadata__ has no \"", key, "\"");
+  try {
+    return nlohmann::json::parse(found->second);
+  } catch (const nlohmann::json::exception& error) {
+    throw Error(str_cat(file.path(), ": __metadata__ \"", key, "\" is not JSON (", error.what(), ")"));
+  }
+}
+
+template <typename T>
+T field(const nlohmann::json& entry, const char* key, const std::string& where) {
+  PBLLM_CHECK(entry.is_object() && entry.contains(key), where, ": no \"", key, "\"");
+  try {
+    return entry.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(str_cat(where, ": \"", key, "\" has the wrong type (", entry.at(key).dump(), ")"));
+  }
+}
+
+PackedLinear packed_from_metadata(const io::Checkpoint& checkpoint, const std::string& name,
+                                  const nlohmann::json& entry, const std::string& file) {
+  const std::string where = str_cat(file, ": Linear ", name);
+  PackedLinear p;
+  p.name = str_cat(file, ": ", name);
+  const auto shape = field<std::vector<int64_t>>(entry, "shape", where);
+  PBLLM_CHECK(shape.size() == 2, where, ": \"shape\" is not [rows, columns]");
+  p.rows = shape[0];
+  p.columns = shape[1];
+  p.group_columns = field<int64_t>(entry, "group_columns", where);
+  p.dtype = io::safetensors_dtype_from_name(field<std::string>(entry, "dtype", where));
+  p.method = low_bit_method_from_name(field<std::string>(entry, "method", where));
+  p.high_bit = field<int>(entry, "high_bit", where);
+  p.rice_k = field<int>(entry, "rice_k", where);
+  p.salient = field<int64_t>(entry, "salient", where);
+  auto tensor = [&](const char* suffix) {
+    const std::string key = name + kSeparator + suffix;
+    return checkpoint.has_tensor(key) ? checkpoint.tensor(key) : at::Tensor();
+  };
+  p.mask = tensor("mask");
+  p.mask_index = tensor("mask_index");
+  p.low_codes = tensor("low_codes");
+  p.high_codes = tensor("high_codes");
+  p.high_scale = tensor("high_scale");
+  p.high_zero = tensor("high_zero");
+  p.low_mean = tensor("low_mean");
+  p.low_scale = tensor("low_scale");
+  p.low_zero = tensor("low_zero");
+  p.zero_signs = tensor("zero_signs");
+  check_packed_linear(p);
+  return p;
+}
+
+}  // namespace
+
+bool is_packed_tensor_name(const std::string& name) { return name.find(kSeparator) != std::string::npos; }
+
+void save_packed_safetensors(const fs::path& path, const io::NamedTensors& plain, const PackedLinears& packed,
+                             const nlohmann::json& settings) {
+  io::NamedTensors tensors;
+  nlohmann::json linears = nlohmann::json::object();
+  for (const auto& [name, tensor] : plain)
+    if (!packed.count(name)) tensors.emplace_back(name, tensor);
+  for (const auto& [name, linear] : packed) {
+    linears[name] = linear_metadata(*linear);
+    for (const auto& [suffix, tensor] : linear->tensors()) tensors.emplace_back(name + kSeparator + suffix, tensor);
+  }
+  io::save_safetensors(path.string(), tensors,
+                       {{"format", "pt"},
+                        {"pbllm.format", "pb"},
+                        {"pbllm.format_version", std::to_string(kPackedFormatVersion)},
+                        {"pbllm.settings", settings.dump()},
+                        {"pbllm.linears", linears.dump()}});
+}
+
+PackedLinears read_packed_linears(const io::Checkpoint& checkpoint) {
+  PackedLinears packed;
+  if (checkpoint.weights_file() != kPackedWeightsFile) return packed;
+  const io::SafetensorsFile& file = *checkpoint.safetensors_files().at(0);
+  const auto& metadata = file.metadata();
+  auto format = metadata.find("pbllm.format");
+  PBLLM_CHECK(format != metadata.end() && format->second == "pb", file.path(),
+              ": not a pbllm packed checkpoint (__metadata__ \"pbllm.format\" is not \"pb\")");
+  auto version = metadata.find("pbllm.format_version");
+  PBLLM_CHECK(version != metadata.end() && version->second == std::to_string(kPackedFormatVersion), file.path(),
+              ": packed format version ", version == metadata.end() ? "(none)" : version->second,
+              " is not the one this pbllm reads (", kPackedFormatVersion, "); use the pbllm that wrote it");
+  const nlohmann::json linears = metadata_json(file, "pbllm.linears");
+  PBLLM_CHECK(linears.is_object(), file.path(), ": __metadata__ \"pbllm.linears\" is not an object");
+  for (const auto& [name, entry] : linears.items())
+    packed[name] = std::make_shared<const PackedLinear>(packed_from_metadata(checkpoint, name, entry, file.path()));
+  for (const std::string& name : checkpoint.tensor_names()) {
+    if (!is_packed_tensor_name(name)) continue;
+    PBLLM_CHECK(packed.count(name.substr(0, name.find(kSeparator))), file.path(), ": tensor '", name,
+                "' belongs to no Linear listed in __metadata__ \"pbllm.linears\"");
+  }
+  return packed;
+}
+
+LinearSize ModelSize::linear_totals() const {
+  LinearSize total;
+  total.name = "all";
+  for (const LinearSize& l : linears) {
+    total.weights += l.weights;
+    total.salient += l.salient;
+    total.mask_bytes += l.mask_bytes;
+    total.low_bytes += l.low_bytes;
+    total.high_bytes += l.high_bytes;
+    total.parameter_bytes += l.parameter_bytes;
+    total.mask_entropy_bits += l.mask_entropy_bits;
+  }
+  return total;
+}
+
+double ModelSize::linear_bits_per_weight() const {
+  const LinearSize total = linear_totals();
+  return total.weights ? 8.0 * static_cast<double>(total.bytes() + header_bytes) / total.weights : 0;
+}
+
+ModelSize measure_model_size(const io::Checkpoint& checkpoint, const PackedLinears& packed, int64_t parameters) {
+  ModelSize size;
+  size.weights_file = checkpoint.weights_file();
+  size.parameters = parameters;
+  for (const fs::path& file : checkpoint.weight_files()) size.file_bytes += static_cast<int64_t>(fs::file_size(file));
+  for (const auto& file : checkpoint.safetensors_files()) size.header_bytes += static_cast<int64_t>(file->header_bytes());
+  for (const auto& [name, p] : packed) {
+    LinearSize l;
+    l.name = name;
+    l.weights = p->weights();
+    l.salient = p->salient;
+    l.mask_entropy_bits = mask_entropy_bits_per_weight(l.weights, l.salient) * static_cast<double>(l.weights);
+    for (const auto& [suffix, tensor] : p->tensors()) {
+      const auto bytes = static_cast<int64_t>(tensor.nbytes());
+      if (suffix == "mask" || suffix == "mask_index") l.mask_bytes += bytes;
+      else if (suffix == "low_codes" || suffix == "zero_signs") l.low_bytes += bytes;
+      else if (suffix == "high_codes") l.high_bytes += bytes;
+      else l.parameter_bytes += bytes;
+    }
+    size.linears.push_back(std::move(l));
+  }
+  return size;
+}
+
+nlohmann::json ModelSize::to_json() const {
+  nlohmann::json json = {{"weights_file", weights_file},
+                         {"file_bytes", file_bytes},
+                         {"header_bytes", header_bytes},
+                         {"parameters", parameters},
+                         {"file_bits_per_weight", file_bits_per_weight()}};
+  if (linears.empty()) return json;
+  const LinearSize total = linear_totals();
+  json["linear_bits_per_weight"] = linear_bits_per_weight();
+  json["linear_weights"] = total.weights;
+  auto split = [](const LinearSize& l) {
+    const double w = static_cast<double>(l.weights);
+    return nlohmann::json{{"weights", l.weights},
+                          {"salient", l.salient},
+                          {"bytes", l.bytes()},
+                          {"bits_per_weight", 8.0 * l.bytes() / w},
+                          {"mask_bits_per_weight", 8.0 * l.mask_bytes / w},
+                          {"mask_entropy_bound_bits_per_weight", l.mask_entropy_bits / w},
+                          {"low_code_bits_per_weight", 8.0 * l.low_bytes / w},
+                          {"high_code_bits_per_weight", 8.0 * l.high_bytes / w},
+                          {"parameter_bits_per_weight", 8.0 * l.parameter_bytes / w}};
+  };
+  json["linear_totals"] = split(total);
+  nlohmann::json each = nlohmann::json::object();
+  for (const LinearSize& l : linears) each[l.name] = split(l);
+  json["linears"] = each;
+  return json;
+}
+
+std::string format_model_size(const ModelSize& size, const ModelSize* source) {
+  char line[512];
+  std::string text;
+  std::snprintf(line, sizeof line, "size         %s: %.2f MiB, %.3f bits/weight over all %lld parameters",
+                size.weights_file.c_str(), size.file_bytes / 1048576.0, size.file_bits_per_weight(),
+                static_cast<long long>(size.parameters));
+  text += line;
+  if (source != nullptr && source->file_bytes > 0)
+    text += str_cat(" (the source's ", source->weights_file, ": ",
+                    std::to_string(source->file_bytes / 1048576.0).substr(0, 6), " MiB, ",
+                    std::to_string(static_cast<double>(source->file_bytes) / size.file_bytes).substr(0, 5),
+                    "x larger)");
+  text += "\n";
+  if (size.linears.empty()) return text;
+  const LinearSize t = size.linear_totals();
+  const double w = static_cast<double>(t.weights);
+  // Bits spent on positions per salient weight, against the bound for n choose k.
+  std::snprintf(line, sizeof line,
+                "packed       %zu Linears, %lld weights: %.3f bits/weight on disk (mask %.3f [entropy bound %.3f], "
+                "low codes %.3f, high codes %.3f, parameters %.3f, headers %.3f)\n",
+                size.linears.size(), static_cast<long long>(t.weights), size.linear_bits_per_weight(),
+                8.0 * t.mask_bytes / w, t.mask_entropy_bits / w, 8.0 * t.low_bytes / w,
+                8.0 * t.high_bytes / w, 8.0 * t.parameter_bytes / w, 8.0 * size.header_bytes / w);
+  text += line;
+  return text;
+}
+
+}  // namespace pbllm::pack

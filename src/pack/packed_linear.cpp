@@ -1,0 +1,312 @@
+#include "pbllm/pack/packed_linear.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gptq_pb_phases.h"
+#include "pbllm/core/check.h"
+#include "pbllm/pack/bit_stream.h"
+
+namespace pbllm::pack {
+namespace {
+
+using kernels::LowBitRow;
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+float low_maxq(LowBitMethod method) { return static_cast<float>(std::max(low_bit_method_traits(method).levels - 1, 1)); }
+
+at::Tensor cpu_float(const at::Tensor& t) { return t.to(at::kCPU, at::kFloat).contiguous(); }
+
+at::Tensor bytes_tensor(const std::vector<uint8_t>& bytes) {
+  at::Tensor t = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+  if (!bytes.empty()) std::memcpy(t.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  return t;
+}
+
+// The grid code whose value is q exactly (q came off this grid); -1 if none.
+int grid_code_of(float q, float scale, float zero, float maxq) {
+  const float guess = kernels::grid_code(q, scale, zero, maxq);
+  for (const float code : {guess, guess - 1, guess + 1})
+    if (code >= 0 && code <= maxq && same_bits(kernels::grid_value(code, scale, zero), q)) return static_cast<int>(code);
+  return -1;
+}
+
+// The low code whose value is q exactly: the quantizer's own code of q first
+// (a value on the grid quantizes to itself), then the other levels.
+bool low_code_of(LowBitMethod method, float q, const LowBitRow& r, float* code) {
+  const float own = kernels::low_code(method, q, r);
+  if (same_bits(kernels::low_value(method, own, r), q)) return *code = own, true;
+  const int levels = low_bit_method_traits(method).levels;
+  for (int level = 0; level < levels; ++level) {
+    const float candidate = method == LowBitMethod::xnor ? static_cast<float>(level * 2 - 1) : static_cast<float>(level);
+    if (same_bits(kernels::low_value(method, candidate, r), q)) return *code = candidate, true;
+  }
+  if (method == LowBitMethod::xnor && same_bits(kernels::low_value(method, 0.0f, r), q)) return *code = 0.0f, true;
+  return false;
+}
+
+struct Parameters {
+  const float *high_scale, *high_zero, *low_mean, *low_scale, *low_zero;
+  int64_t rows, group_columns;
+  float high_maxq, low_maxq;
+  LowBitRow low(int64_t row, int64_t column) const {
+    const int64_t at = (column / group_columns) * rows + row;
+    return {low_mean ? low_mean[at] : 0.0f, low_scale ? low_scale[at] : 0.0f, low_zero ? low_zero[at] : 0.0f, low_maxq};
+  }
+};
+
+}  // namespace
+
+std::map<std::string, at::Tensor> PackedLinear::tensors() const {
+  std::map<std::string, at::Tensor> all = {{"mask", mask},           {"mask_index", mask_index}, {"low_codes", low_codes},
+                                           {"high_codes", high_codes}, {"high_scale", high_scale}, {"high_zero", high_zero},
+                                           {"low_mean", low_mean},   {"low_scale", low_scale},   {"low_zero", low_zero},
+                                           {"zero_signs", zero_signs}};
+  for (auto it = all.begin(); it != all.end();) it = it->second.defined() ? std::next(it) : all.erase(it);
+  return all;
+}
+
+int64_t PackedLinear::stored_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [suffix, tensor] : tensors()) bytes += static_cast<int64_t>(tensor.nbytes());
+  return bytes;
+}
+
+MaskView PackedLinear::mask_view() const {
+  return {mask.data_ptr<uint8_t>(), static_cast<uint64_t>(mask.numel()), mask_index.data_ptr<int64_t>(), rows, columns,
+          rice_k, &name};
+}
+
+PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
+  const at::Tensor W = cpu_float(in.weight), salient = in.salient.to(at::kCPU, at::kBool).contiguous();
+  PBLLM_CHECK(W.dim() == 2 && salient.sizes() == W.sizes(), name, ": weight ", W.sizes(), " and mask ",
+              salient.sizes(), " differ");
+  PBLLM_CHECK(in.high_bit >= 1 && in.high_bit <= 16, name, ": high_bit ", in.high_bit, " is outside 1..16");
+  const LowBitMethodTraits& traits = low_bit_method_traits(in.method);
+  PackedLinear out;
+  out.name = name;
+  out.rows = W.size(0);
+  out.columns = W.size(1);
+  out.group_columns = in.groupsize > 0 ? std::min(in.groupsize, out.columns) : out.columns;
+  out.method = in.method;
+  out.high_bit = in.high_bit;
+  out.dtype = in.dtype;
+  out.high_scale = cpu_float(in.high_scale);
+  const at::Tensor high_zero = cpu_float(in.high_zero);
+  if (traits.has_mean) out.low_mean = cpu_float(in.low_mean);
+  if (traits.has_scale) out.low_scale = cpu_float(in.low_scale);
+  if (traits.has_zero) out.low_zero = cpu_float(in.low_zero);
+  const Parameters params{out.high_scale.data_ptr<float>(), high_zero.data_ptr<float>(),
+                          out.low_mean.defined() ? out.low_mean.data_ptr<float>() : nullptr,
+                          out.low_scale.defined() ? out.low_scale.data_ptr<float>() : nullptr,
+                          out.low_zero.defined() ? out.low_zero.data_ptr<float>() : nullptr,
+                          out.rows, out.group_columns, static_cast<float>((1 << in.high_bit) - 1), low_maxq(in.method)};
+
+  std::vector<uint16_t> low_codes, high_codes;
+  std::vector<float> raw_values;
+  std::vector<int64_t> zero_signs;
+  const float* w = W.data_ptr<float>();
+  const bool* s = salient.data_ptr<bool>();
+  for (int64_t row = 0; row < out.rows; ++row) {
+    for (int64_t column = 0; column < out.columns; ++column) {
+      const int64_t entry = row * out.columns + column;
+      const float q = w[entry];
+      auto where = [&] { return str_cat(name, ": weight [", row, ", ", column, "] = ", q); };
+      if (s[entry]) {
+        const int code = grid_code_of(q, params.high_scale[row], params.high_zero[row], params.high_maxq);
+        PBLLM_CHECK(code >= 0, where(), " is salient but not on its row's ", in.high_bit, "-bit grid");
+        high_codes.push_back(static_cast<uint16_t>(code));
+        continue;
+      }
+      switch (traits.storage) {
+        case LowBitStorage::raw_values:
+          raw_values.push_back(q);
+          break;
+        case LowBitStorage::nothing:
+          PBLLM_CHECK(same_bits(q, kernels::low_value(in.method, 0.0f, {})), where(), " should be 0 (", traits.name, ")");
+          break;
+        case LowBitStorage::codes: {
+          float code = 0;
+          PBLLM_CHECK(low_code_of(in.method, q, params.low(row, column), &code), where(), " is not a ", traits.name,
+                      " value of its row");
+          if (in.method == LowBitMethod::xnor) {
+            if (code == 0) zero_signs.push_back(entry);  // the mean itself: stored as -1, listed here
+            code = code > 0 ? 1.0f : 0.0f;
+          }
+          low_codes.push_back(static_cast<uint16_t>(code));
+          break;
+        }
+      }
+    }
+  }
+  const EncodedMask mask = encode_mask(salient);
+  out.rice_k = mask.rice_k;
+  out.salient = mask.salient;
+  out.mask = bytes_tensor(mask.stream);
+  out.mask_index = at::empty({static_cast<int64_t>(mask.index.size() / 2), 2}, at::kLong);
+  std::memcpy(out.mask_index.data_ptr<int64_t>(), mask.index.data(), mask.index.size() * sizeof(int64_t));
+  out.high_codes = bytes_tensor(pack_codes(high_codes, in.high_bit));
+  out.high_zero = in.high_bit <= 8 ? high_zero.to(at::kByte) : high_zero.to(at::kInt);
+  if (traits.storage == LowBitStorage::codes) out.low_codes = bytes_tensor(pack_codes(low_codes, traits.code_bits));
+  if (traits.storage == LowBitStorage::raw_values)
+    out.low_codes = at::from_blob(raw_values.data(), {static_cast<int64_t>(raw_values.size())}, at::kFloat)
+                        .to(in.dtype, /*non_blocking=*/false, /*copy=*/true);
+  if (in.method == LowBitMethod::xnor)
+    out.zero_signs = at::from_blob(zero_signs.data(), {static_cast<int64_t>(zero_signs.size())}, at::kLong).clone();
+  check_packed_linear(out);
+  return out;
+}
+
+void check_packed_linear(const PackedLinear& p) {
+  const std::string& name = p.name;
+  const LowBitMethodTraits& traits = low_bit_method_traits(p.method);
+  auto require = [&](const at::Tensor& t, const char* suffix, at::ScalarType dtype, std::vector<int64_t> shape) {
+    PBLLM_CHECK(t.defined(), name, ": tensor '", suffix, "' is missing");
+    PBLLM_CHECK(t.scalar_type() == dtype && t.sizes() == at::IntArrayRef(shape) && t.is_contiguous(), name, ": tensor '",
+                suffix, "' is ", at::toString(t.scalar_type()), " ", t.sizes(), ", expected ", at::toString(dtype), " ",
+                at::IntArrayRef(shape));
+  };
+  PBLLM_CHECK(p.rows > 0 && p.columns > 0 && p.group_columns > 0 && p.group_columns <= p.columns, name, ": shape [",
+              p.rows, ", ", p.columns, "] with ", p.group_columns, " columns per group is not valid");
+  PBLLM_CHECK(p.high_bit >= 1 && p.high_bit <= 16, name, ": high_bit ", p.high_bit, " is outside 1..16");
+  PBLLM_CHECK(p.salient >= 0 && p.salient <= p.weights(), name, ": ", p.salient, " salient weights of ", p.weights());
+  require(p.mask, "mask", at::kByte, {p.mask.defined() ? p.mask.numel() : 0});
+  const int64_t blocks = (p.rows + kMaskRowsPerBlock - 1) / kMaskRowsPerBlock;
+  require(p.mask_index, "mask_index", at::kLong, {blocks + 1, 2});
+  check_mask_index(p.mask_view(), p.salient);
+  const int64_t low_count = p.weights() - p.salient;
+  require(p.high_codes, "high_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(p.salient, p.high_bit))});
+  require(p.high_scale, "high_scale", at::kFloat, {p.rows});
+  require(p.high_zero, "high_zero", p.high_bit <= 8 ? at::kByte : at::kInt, {p.rows});
+  PBLLM_CHECK(p.high_zero.to(at::kLong).max().item<int64_t>() < (int64_t{1} << p.high_bit) &&
+                  p.high_zero.to(at::kLong).min().item<int64_t>() >= 0,
+              name, ": a high-bit zero point is outside 0..", (1 << p.high_bit) - 1);
+  switch (traits.storage) {
+    case LowBitStorage::codes:
+      require(p.low_codes, "low_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(low_count, traits.code_bits))});
+      break;
+    case LowBitStorage::raw_values:
+      require(p.low_codes, "low_codes", p.dtype, {low_count});
+      break;
+    case LowBitStorage::nothing:
+      PBLLM_CHECK(!p.low_codes.defined(), name, ": ", traits.name, " stores no low-bit codes, but the file has some");
+      break;
+  }
+  for (const auto& [suffix, tensor] : p.tensors()) {
+    const bool used = (suffix != "low_mean" || traits.has_mean) && (suffix != "low_scale" || traits.has_scale) &&
+                      (suffix != "low_zero" || traits.has_zero) &&
+                      (suffix != "zero_signs" || p.method == LowBitMethod::xnor);
+    PBLLM_CHECK(used, name, ": tensor '", suffix, "' is not part of a ", traits.name, " Linear");
+  }
+  const std::vector<int64_t> group_rows = {p.groups(), p.rows};
+  if (traits.has_mean) require(p.low_mean, "low_mean", at::kFloat, group_rows);
+  if (traits.has_scale) require(p.low_scale, "low_scale", at::kFloat, group_rows);
+  if (traits.has_zero) require(p.low_zero, "low_zero", at::kFloat, group_rows);
+  if (p.method == LowBitMethod::xnor) {
+    PBLLM_CHECK(p.zero_signs.defined() && p.zero_signs.dim() == 1 && p.zero_signs.scalar_type() == at::kLong, name,
+                ": tensor 'zero_signs' is missing or not int64 [n]");
+    const int64_t* z = p.zero_signs.data_ptr<int64_t>();
+    for (int64_t i = 0; i < p.zero_signs.numel(); ++i)
+      PBLLM_CHECK(z[i] >= 0 && z[i] < p.weights() && (i == 0 || z[i] > z[i - 1]), name,
+                  ": zero_signs is not an increasing list of weight positions");
+  }
+}
+
+namespace {
+
+// Decodes row block `block` into out (the whole weight, row-major).
+class BlockDecoder {
+ public:
+  BlockDecoder(const PackedLinear& p, const at::Tensor& raw_values)
+      : p_(p),
+        traits_(low_bit_method_traits(p.method)),
+        high_zero_(p.high_zero.to(at::kFloat).contiguous()),
+        params_{p.high_scale.data_ptr<float>(), high_zero_.data_ptr<float>(),
+                p.low_mean.defined() ? p.low_mean.data_ptr<float>() : nullptr,
+                p.low_scale.defined() ? p.low_scale.data_ptr<float>() : nullptr,
+                p.low_zero.defined() ? p.low_zero.data_ptr<float>() : nullptr,
+                p.rows, p.group_columns, static_cast<float>((1 << p.high_bit) - 1), low_maxq(p.method)},
+        raw_(raw_values.defined() ? raw_values.data_ptr<float>() : nullptr),
+        view_(p.mask_view()) {}
+
+  void decode(int64_t block, float* out, std::vector<int64_t>& positions) const {
+    view_.block_positions(block, positions);
+    const int64_t first = block * kMaskRowsPerBlock * p_.columns;
+    const int64_t end = std::min(p_.weights(), first + kMaskRowsPerBlock * p_.columns);
+    const int64_t salient_before = view_.index[2 * block + 1];
+    int64_t low_index = first - salient_before, high_index = salient_before, next = first;
+    for (const int64_t position : positions) {
+      const int64_t entry = first + position;
+      fill_low(next, entry, low_index, out);
+      low_index += entry - next;
+      const int64_t row = entry / p_.columns;
+      const float code = static_cast<float>(code_at(p_.high_codes.data_ptr<uint8_t>(), high_index++, p_.high_bit));
+      out[entry] = kernels::grid_value(code, params_.high_scale[row], params_.high_zero[row]);
+      next = entry + 1;
+    }
+    fill_low(next, end, low_index, out);
+    if (p_.method == LowBitMethod::xnor) restore_zero_signs(first, end, out);
+  }
+
+ private:
+  // Entries [from, to), all non-salient, whose low codes start at `low_index`.
+  void fill_low(int64_t from, int64_t to, int64_t low_index, float* out) const {
+    const uint8_t* codes = p_.low_codes.defined() && traits_.storage == LowBitStorage::codes
+                               ? p_.low_codes.data_ptr<uint8_t>() : nullptr;
+    while (from < to) {
+      const int64_t row = from / p_.columns, column = from % p_.columns;
+      const int64_t count = std::min(to - from, p_.columns - column);
+      for (int64_t i = 0; i < count; ++i) {
+        const LowBitRow r = params_.low(row, column + i);
+        float code = 0;
+        if (codes != nullptr) {
+          code = static_cast<float>(code_at(codes, low_index + i, traits_.code_bits));
+          if (p_.method == LowBitMethod::xnor) code = code * 2 - 1;
+        } else if (raw_ != nullptr) {
+          code = raw_[low_index + i];
+        }
+        out[from + i] = kernels::low_value(p_.method, code, r);
+      }
+      from += count;
+      low_index += count;
+    }
+  }
+
+  void restore_zero_signs(int64_t first, int64_t end, float* out) const {
+    const int64_t* begin = p_.zero_signs.data_ptr<int64_t>();
+    const int64_t* stop = begin + p_.zero_signs.numel();
+    for (const int64_t* z = std::lower_bound(begin, stop, first); z != stop && *z < end; ++z)
+      out[*z] = kernels::low_value(LowBitMethod::xnor, 0.0f, params_.low(*z / p_.columns, *z % p_.columns));
+  }
+
+  const PackedLinear& p_;
+  const LowBitMethodTraits& traits_;
+  at::Tensor high_zero_;
+  Parameters params_;
+  const float* raw_;
+  MaskView view_;
+};
+
+}  // namespace
+
+at::Tensor decode_linear(const PackedLinear& packed) {
+  const at::Tensor raw = low_bit_method_traits(packed.method).storage == LowBitStorage::raw_values
+                             ? packed.low_codes.to(at::kFloat).contiguous() : at::Tensor();
+  const BlockDecoder decoder(packed, raw);
+  at::Tensor out = at::empty({packed.rows, packed.columns}, at::kFloat);
+  float* data = out.data_ptr<float>();
+  const int64_t blocks = (packed.rows + kMaskRowsPerBlock - 1) / kMaskRowsPerBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> positions;
+    for (int64_t block = begin; block < end; ++block) decoder.decode(block, data, positions);
+  });
+  // The fake-quant checkpoint holds the values in its dtype.
+  return packed.dtype == at::kFloat ? out : out.to(packed.dtype).to(at::kFloat);
+}
+
+}  // namespace pbllm::pack

@@ -1,0 +1,242 @@
+// The packed PB format: the mask codec against the entropy bound, exact round
+// trips against the fake-quant values (every method, metric, group size,
+// high_bit, checkpoint dtype), each corruption a clear error, and stories260K
+// end to end (a packed model computes what the fake-quant model computes).
+#include <ATen/ATen.h>
+
+#include <fstream>
+
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/io/hf_export.h"
+#include "pbllm/model/decoder.h"
+#include "pbllm/pack/bit_stream.h"
+#include "pbllm/pack/packed_checkpoint.h"
+#include "pbllm/quant/gptq_pb.h"
+#include "pbllm/quant/layer_driver.h"
+#include "random_layer.h"
+#include "test_support.h"
+
+namespace pbllm::pack {
+namespace {
+
+using pbllm::testing::ScratchDir;
+using pbllm::testing::source_path;
+
+at::Tensor mask_from_blocks(const EncodedMask& encoded, int64_t rows, int64_t columns) {
+  const std::string what = "test mask";
+  const MaskView view{encoded.stream.data(), encoded.stream.size(), encoded.index.data(), rows, columns,
+                      encoded.rice_k, &what};
+  check_mask_index(view, encoded.salient);
+  at::Tensor mask = at::zeros({rows * columns}, at::kBool);
+  std::vector<int64_t> positions;
+  for (int64_t block = 0; block < view.blocks(); ++block) {
+    view.block_positions(block, positions);
+    for (const int64_t p : positions) mask[block * kMaskRowsPerBlock * columns + p] = true;
+  }
+  return mask.view({rows, columns});
+}
+
+TEST(MaskCodec, PositionsRoundTripAtEveryDensity) {
+  at::manual_seed(3);
+  for (const double density : {0.0, 0.001, 0.1, 0.5, 0.97, 1.0}) {
+    const at::Tensor mask = at::rand({70, 53}) < density;  // 70 rows: three blocks, the last partial
+    const EncodedMask encoded = encode_mask(mask);
+    EXPECT_EQ(encoded.salient, mask.sum().item<int64_t>()) << density;
+    EXPECT_TRUE(at::equal(mask_from_blocks(encoded, 70, 53), mask)) << density;
+  }
+}
+
+TEST(MaskCodec, CostsLittleAboveTheEntropyBoundAtTenPercent) {
+  at::manual_seed(5);
+  const int64_t rows = 512, columns = 4096;
+  const at::Tensor mask = at::rand({rows, columns}) < 0.1;
+  const EncodedMask encoded = encode_mask(mask);
+  const double bits = 8.0 * encoded.stream.size() / (rows * columns);
+  const double bound = mask_entropy_bits_per_weight(rows * columns, encoded.salient);
+  EXPECT_NEAR(bound, 0.469, 0.002);
+  EXPECT_GT(bits, bound);
+  EXPECT_LT(bits, 1.025 * bound) << "Rice coding at p = 0.1: " << bits << " bits per weight";
+  EXPECT_EQ(encoded.rice_k, 3);
+}
+
+TEST(BitStream, ReadsPastTheEndAreErrors) {
+  BitWriter writer;
+  writer.put(5, 3);
+  writer.put_unary(40);
+  const std::string what = "test stream";
+  BitReader reader(writer.bytes().data(), writer.bytes().size(), 0, &what);
+  EXPECT_EQ(reader.get(3), 5u);
+  EXPECT_EQ(reader.get_unary(), 40u);
+  EXPECT_ERROR_CONTAINS(reader.get(16), "test stream: truncated or corrupt");
+  BitReader ones(writer.bytes().data(), 2, 3, &what);  // 13 one bits, then the end: no terminating zero
+  EXPECT_ERROR_CONTAINS(ones.get_unary(), "truncated or corrupt");
+  EXPECT_EQ(pack_codes({1, 2, 3, 7, 0}, 3), (std::vector<uint8_t>{0xd1, 0x0e}));
+  EXPECT_EQ(code_at(pack_codes({1, 2, 3, 7, 0}, 3).data(), 3, 3), 7u);
+}
+
+TEST(PackedLinear, DecodesToTheFakeQuantWeightsBitForBit) {
+  const auto [W, H] = pbllm::testing::random_layer(70, 96, 11);
+  const at::ScalarType dtypes[] = {at::kFloat, at::kHalf, at::kBFloat16};
+  int cases = 0;
+  for (const LowBitMethodTraits& traits : kLowBitMethods)
+    for (const auto metric : {quant::SalientMetric::magnitude, quant::SalientMetric::hessian})
+      for (const int64_t groupsize : {int64_t{-1}, int64_t{32}})
+        for (const int high_bit : {2, 3, 4, 5, 6, 7, 8}) {
+          quant::GptqPbOptions options;
+          options.low.method = traits.method;
+          options.metric = metric;
+          options.groupsize = groupsize;
+          options.blocksize = 32;
+          options.high_bit = high_bit;
+          options.low_frac = 0.8;
+          const std::string label = str_cat(traits.name, " metric ", static_cast<int>(metric), " groupsize ",
+                                            groupsize, " high_bit ", high_bit);
+          const auto result = quant::gptq_pb_quantize(W, H, options, label);
+          const at::ScalarType dtype = dtypes[cases++ % 3];
+          const PackedLinear packed = encode_linear(quant::quantized_linear(result, options, dtype), label);
+          EXPECT_EQ(packed.salient, (~result.binarized).sum().item<int64_t>()) << label;
+          EXPECT_TRUE(at::equal(decode_linear(packed), result.weight.to(dtype).to(at::kFloat))) << label;
+        }
+  EXPECT_EQ(cases, 6 * 2 * 2 * 7);
+}
+
+// A hand-made xnor Linear: row 0 = mean 0.5 +- 0.125, one weight exactly at
+// the mean (torch.sign gives 0 there and the reference keeps the mean).
+pack::QuantizedLinear hand_made_xnor() {
+  QuantizedLinear linear;
+  linear.weight = at::tensor({0.625f, 0.375f, 0.5f, 0.625f, 0.75f, -0.25f, 0.25f, -0.25f}).view({2, 4});
+  linear.salient = at::tensor({0, 0, 0, 0, 1, 0, 0, 0}).to(at::kBool).view({2, 4});
+  linear.high_scale = at::tensor({0.25f, 0.25f});
+  linear.high_zero = at::tensor({1.0f, 1.0f});
+  linear.low_mean = at::tensor({0.5f, 0.0f}).view({1, 2});
+  linear.low_scale = at::tensor({0.125f, 0.25f}).view({1, 2});
+  linear.low_zero = at::zeros({1, 2});
+  linear.high_bit = 3;
+  return linear;
+}
+
+TEST(PackedLinear, KeepsAnXnorWeightEqualToItsMean) {
+  const QuantizedLinear linear = hand_made_xnor();
+  const PackedLinear packed = encode_linear(linear, "hand-made");
+  ASSERT_EQ(packed.zero_signs.numel(), 1);
+  EXPECT_EQ(packed.zero_signs.item<int64_t>(), 2);
+  EXPECT_EQ(packed.salient, 1);
+  EXPECT_TRUE(at::equal(decode_linear(packed), linear.weight));
+}
+
+TEST(PackedLinear, RefusesValuesOffTheirGrid) {
+  QuantizedLinear linear = hand_made_xnor();
+  linear.weight[1][1] = 0.3f;  // neither 0 - 0.25 nor 0 + 0.25
+  EXPECT_ERROR_CONTAINS(encode_linear(linear, "hand-made"), "hand-made: weight [1, 1] = 0.3 is not a xnor value of its row");
+  linear = hand_made_xnor();
+  linear.weight[1][0] = 0.7f;  // salient, between 0.5 and 0.75 on the 3-bit grid of step 0.25
+  linear.salient[1][0] = true;
+  EXPECT_ERROR_CONTAINS(encode_linear(linear, "hand-made"), "is salient but not on its row's 3-bit grid");
+}
+
+// A packed checkpoint folder of one hand-made Linear, its tensors and
+// metadata rewritten by `corrupt` before saving.
+void write_packed_folder(const std::filesystem::path& dir,
+                         const std::function<void(io::NamedTensors&, std::map<std::string, std::string>&)>& corrupt) {
+  std::filesystem::create_directories(dir);
+  io::write_text_file(dir / "config.json", "{}");
+  const auto packed = std::make_shared<const PackedLinear>(encode_linear(hand_made_xnor(), "w"));
+  save_packed_safetensors(dir / kPackedWeightsFile, {{"w", at::zeros({2, 4})}}, {{"w", packed}}, {{"note", "test"}});
+  const io::SafetensorsFile file((dir / kPackedWeightsFile).string());
+  io::NamedTensors tensors;
+  for (const std::string& name : file.names()) tensors.emplace_back(name, file.tensor(name).clone());
+  std::map<std::string, std::string> metadata = file.metadata();
+  corrupt(tensors, metadata);
+  io::save_safetensors((dir / kPackedWeightsFile).string(), tensors, metadata);
+}
+
+void set_tensor(io::NamedTensors& tensors, const std::string& name, const at::Tensor& value) {
+  for (auto& [key, tensor] : tensors)
+    if (key == name) tensor = value;
+}
+
+void edit_linear_metadata(std::map<std::string, std::string>& metadata, const char* key, const nlohmann::json& value) {
+  nlohmann::json linears = nlohmann::json::parse(metadata["pbllm.linears"]);
+  linears["w"][key] = value;
+  metadata["pbllm.linears"] = linears.dump();
+}
+
+TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
+  ScratchDir scratch;
+  auto read = [&](const std::string& name) {
+    return read_packed_linears(io::Checkpoint::open((scratch / name).string()));
+  };
+  write_packed_folder(scratch / "good", [](auto&, auto&) {});
+  EXPECT_TRUE(at::equal(decode_linear(*read("good").at("w")), hand_made_xnor().weight));
+
+  write_packed_folder(scratch / "truncated_codes", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.low_codes", at::zeros({0}, at::kByte));
+  });
+  EXPECT_ERROR_CONTAINS(read("truncated_codes"), "w: tensor 'low_codes' is Byte [0], expected Byte [1]");
+  write_packed_folder(scratch / "mask_count", [](auto&, auto& m) { edit_linear_metadata(m, "salient", 2); });
+  EXPECT_ERROR_CONTAINS(read("mask_count"), "the mask holds 1 salient weights, the metadata says 2");
+  write_packed_folder(scratch / "truncated_mask", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.mask", at::zeros({0}, at::kByte));
+  });
+  EXPECT_ERROR_CONTAINS(read("truncated_mask"), "points past the end of the mask stream");
+  write_packed_folder(scratch / "version", [](auto&, auto& m) { m["pbllm.format_version"] = "2"; });
+  EXPECT_ERROR_CONTAINS(read("version"), "packed format version 2 is not the one this pbllm reads (1)");
+  write_packed_folder(scratch / "shape", [](auto&, auto& m) { edit_linear_metadata(m, "shape", {40, 4}); });
+  EXPECT_ERROR_CONTAINS(read("shape"), "w: tensor 'mask_index' is Long [2, 2], expected Long [3, 2]");
+  write_packed_folder(scratch / "method", [](auto&, auto& m) { edit_linear_metadata(m, "method", "sign"); });
+  EXPECT_ERROR_CONTAINS(read("method"), "w: tensor 'low_mean' is not part of a sign Linear");
+  write_packed_folder(scratch / "stray", [](io::NamedTensors& t, auto&) {
+    t.emplace_back("v.pb.mask", at::zeros({1}, at::kByte));
+  });
+  EXPECT_ERROR_CONTAINS(read("stray"), "tensor 'v.pb.mask' belongs to no Linear listed");
+  write_packed_folder(scratch / "json", [](auto&, auto& m) { m["pbllm.linears"] = "{"; });
+  EXPECT_ERROR_CONTAINS(read("json"), "__metadata__ \"pbllm.linears\" is not JSON");
+  write_packed_folder(scratch / "key", [](auto&, auto& m) {
+    nlohmann::json linears = nlohmann::json::parse(m["pbllm.linears"]);
+    linears["w"].erase("rice_k");
+    m["pbllm.linears"] = linears.dump();
+  });
+  EXPECT_ERROR_CONTAINS(read("key"), "Linear w: no \"rice_k\"");
+  write_packed_folder(scratch / "type", [](auto&, auto& m) { edit_linear_metadata(m, "high_bit", "eight"); });
+  EXPECT_ERROR_CONTAINS(read("type"), "\"high_bit\" has the wrong type");
+  write_packed_folder(scratch / "gap", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.mask", at::tensor({0x7f, 0}).to(at::kByte));  // quotient 7: a gap past the 8 weights
+  });
+  EXPECT_ERROR_CONTAINS(decode_linear(*read("gap").at("w")), "a salient position past the end of row block 0");
+}
+
+// stories260K quantized with the packed Linears collected; the packed folder,
+// loaded back, holds the fake-quant weights bit for bit and gives the same logits.
+TEST(PackedCheckpoint, Stories260KPackedEqualsTheFakeQuantModel) {
+  ScratchDir scratch;
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  auto model = model::DecoderModel::load(checkpoint, at::kCPU);
+  std::vector<std::vector<int32_t>> windows;
+  for (int sample = 0; sample < 4; ++sample) windows.push_back(std::vector<int32_t>(128, 0));
+  for (int sample = 0; sample < 4; ++sample)
+    for (int i = 0; i < 128; ++i) windows[sample][i] = (sample * 131 + i * 17) % 512;
+  quant::GptqPbOptions options;
+  options.metric = quant::SalientMetric::hessian;
+  PackedLinears packed;
+  quant::quantize_layers(*model, windows, options, quant::LinearSelection{}, {}, &packed);
+  ASSERT_EQ(packed.size(), 35u);
+  const io::NamedTensors weights(model->weights().begin(), model->weights().end());
+  io::copy_model_side_files(checkpoint.dir(), scratch.path());
+  save_packed_safetensors(scratch / kPackedWeightsFile, weights, packed, {{"note", "test"}});
+
+  const auto saved = io::Checkpoint::open(scratch.path().string());
+  const auto packed_model = model::DecoderModel::load(saved, at::kCPU);
+  ASSERT_EQ(packed_model->packed_linears().size(), 35u);
+  for (const auto& [name, linear] : packed_model->packed_linears())
+    EXPECT_TRUE(at::equal(decode_linear(*linear), model->weight(name))) << name;
+  const at::Tensor ids = at::tensor(std::vector<int64_t>(windows[0].begin(), windows[0].end())).view({1, -1});
+  EXPECT_TRUE(at::equal(packed_model->forward(ids), model->forward(ids)));
+
+  const ModelSize size = measure_model_size(saved, packed_model->packed_linears(), model->parameter_count());
+  EXPECT_EQ(size.file_bytes, static_cast<int64_t>(std::filesystem::file_size(scratch / kPackedWeightsFile)));
+  EXPECT_EQ(size.linear_totals().weights, 226560);
+  EXPECT_LT(size.file_bits_per_weight(), 10.0);  // 32 in the source
+}
+
+}  // namespace
+}  // namespace pbllm::pack
