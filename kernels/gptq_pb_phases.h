@@ -1,4 +1,4 @@
-// The arithmetic of GPTQ-PB's column loop (DESIGN.md, "The GPTQ-PB method" 6)
+// The arithmetic of GPTQ-PB's column loop (docs/DESIGN.md, "The GPTQ-PB method" 6)
 // as plain functions of pointers and indices, compiled for both host and
 // device: the CPU path (src/quant/gptq_pb.cpp), the CUDA kernel
 // (kernels/gptq_pb_block.cu) and that kernel's host emulation all call these,

@@ -1,4 +1,4 @@
-// GPTQ-PB restated with plain LibTorch ops, column by column, as DESIGN.md
+// GPTQ-PB restated with plain LibTorch ops, column by column, as docs/DESIGN.md
 // and the reference's gptq.py / high_quant.py / low_quant.py write it: the
 // yardstick for the fused CPU loop and the CUDA kernel, and the baseline of
 // scripts/bench_gptq.sh. Runs on the device of its inputs.

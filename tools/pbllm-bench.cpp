@@ -2,6 +2,7 @@
 // transformers.
 //   pbllm-bench forward MODEL    tokens/s of a full forward on random ids
 //   pbllm-bench tokenize DIR FILE  MB/s of encoding a text file
+//   pbllm-bench decode PACKED    GB/s of decoding a packed checkpoint's Linears to float32
 #include <ATen/Parallel.h>
 #include <ATen/ops/randint.h>
 #include <c10/core/GradMode.h>
@@ -13,6 +14,7 @@
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
+#include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/tokenizer/tokenizer.h"
 #include "bench_timing.h"
 #include "tool_main.h"
@@ -38,8 +40,26 @@ int main(int argc, char** argv) {
   tokenize->add_option("tokenizer", tokenizer_dir, "folder with the tokenizer files")->required();
   tokenize->add_option("file", text_path, "text file")->required()->check(CLI::ExistingFile);
 
+  std::string packed_arg;
+  CLI::App* decode = app.add_subcommand("decode", "GB/s of float32 output decoding every packed Linear");
+  decode->add_option("model", packed_arg, "a packed PB checkpoint (pbllm-quantize --save DIR --format pb)")->required();
+
   return pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
+    if (*decode) {
+      const auto checkpoint = pbllm::io::Checkpoint::open(packed_arg);
+      const auto packed = pbllm::pack::read_packed_linears(checkpoint);
+      PBLLM_CHECK(!packed.empty(), packed_arg, " has no packed Linears");
+      int64_t weights = 0, stored = 0;
+      for (const auto& [name, linear] : packed) weights += linear->weights(), stored += linear->stored_bytes();
+      const double seconds = pbllm::tools::best_seconds(repeat, [&] {
+        for (const auto& [name, linear] : packed) (void)pbllm::pack::decode_linear(*linear);
+      });
+      std::printf("pbllm decode: %zu Linears, %.1f MB packed -> %.1f MB float32 in %.3f s = %.2f GB/s of output "
+                  "(best of %d, %d threads)\n", packed.size(), stored / 1e6, 4e-6 * weights, seconds,
+                  4e-9 * weights / seconds, repeat, at::get_num_threads());
+      return;
+    }
     if (*forward) {
       const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
       const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cstring>
@@ -15,6 +17,19 @@ namespace pbllm::pack {
 namespace {
 
 using kernels::LowBitRow;
+
+// A float32 rounded through the checkpoint's dtype, as Tensor::to rounds it
+// (round to nearest even): the value the fake-quant checkpoint holds.
+float through_dtype(float value, at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kHalf:
+      return static_cast<float>(c10::Half(value));
+    case at::kBFloat16:
+      return static_cast<float>(c10::BFloat16(value));
+    default:
+      return value;
+  }
+}
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
@@ -219,7 +234,35 @@ void check_packed_linear(const PackedLinear& p) {
 
 namespace {
 
-// Decodes row block `block` into out (the whole weight, row-major).
+// Reads consecutive fixed-width codes from a packed stream (length checked at load).
+class CodeCursor {
+ public:
+  CodeCursor(const uint8_t* data, uint64_t size_bytes, uint64_t index, int bits)
+      : data_(data), size_bytes_(size_bytes), bit_(index * bits), bits_(bits), mask_((1u << bits) - 1) {}
+  uint32_t next() {
+    const uint64_t byte = bit_ >> 3;
+    uint64_t word = 0;
+    if (byte + 8 <= size_bytes_) {
+      std::memcpy(&word, data_ + byte, 8);  // the common case: one unaligned load
+    } else {
+      for (uint64_t i = 0; byte + i < size_bytes_; ++i) word |= static_cast<uint64_t>(data_[byte + i]) << (8 * i);
+    }
+    const auto code = static_cast<uint32_t>(word >> (bit_ & 7)) & mask_;
+    bit_ += bits_;
+    return code;
+  }
+
+ private:
+  const uint8_t* data_;
+  uint64_t size_bytes_, bit_;
+  int bits_;
+  uint32_t mask_;
+};
+
+// Decodes row blocks into out (the whole weight, row-major). Per row, the
+// value of every low code of every group is computed once (with the
+// quantizer's own value function, so the table holds exactly its floats) and
+// the codes index that table.
 class BlockDecoder {
  public:
   BlockDecoder(const PackedLinear& p, const at::Tensor& raw_values)
@@ -232,48 +275,75 @@ class BlockDecoder {
                 p.low_zero.defined() ? p.low_zero.data_ptr<float>() : nullptr,
                 p.rows, p.group_columns, static_cast<float>((1 << p.high_bit) - 1), low_maxq(p.method)},
         raw_(raw_values.defined() ? raw_values.data_ptr<float>() : nullptr),
+        levels_(std::max(traits_.levels, 1)),
         view_(p.mask_view()) {}
 
-  void decode(int64_t block, float* out, std::vector<int64_t>& positions) const {
+  void decode(int64_t block, float* out, std::vector<int64_t>& positions, std::vector<float>& table) const {
     view_.block_positions(block, positions);
-    const int64_t first = block * kMaskRowsPerBlock * p_.columns;
-    const int64_t end = std::min(p_.weights(), first + kMaskRowsPerBlock * p_.columns);
-    const int64_t salient_before = view_.index[2 * block + 1];
-    int64_t low_index = first - salient_before, high_index = salient_before, next = first;
-    for (const int64_t position : positions) {
-      const int64_t entry = first + position;
-      fill_low(next, entry, low_index, out);
-      low_index += entry - next;
-      const int64_t row = entry / p_.columns;
-      const float code = static_cast<float>(code_at(p_.high_codes.data_ptr<uint8_t>(), high_index++, p_.high_bit));
-      out[entry] = kernels::grid_value(code, params_.high_scale[row], params_.high_zero[row]);
-      next = entry + 1;
+    const int64_t first_row = block * kMaskRowsPerBlock;
+    const int64_t last_row = std::min(p_.rows, first_row + kMaskRowsPerBlock);
+    const int64_t first = first_row * p_.columns;
+    int64_t high_index = view_.index[2 * block + 1];
+    int64_t low_index = first - high_index;
+    CodeCursor low = low_cursor(low_index);
+    CodeCursor high(p_.high_codes.data_ptr<uint8_t>(), p_.high_codes.numel(), high_index, p_.high_bit);
+    size_t next_salient = 0;
+    for (int64_t row = first_row; row < last_row; ++row) {
+      float* out_row = out + row * p_.columns;
+      row_table(row, table);
+      const int64_t row_end = (row + 1 - first_row) * p_.columns;
+      int64_t column = 0;
+      while (column < p_.columns) {
+        // The low-coded run up to the next salient weight of this row (or its end).
+        const int64_t salient_at = next_salient < positions.size() && positions[next_salient] < row_end
+                                       ? positions[next_salient] - (row - first_row) * p_.columns : p_.columns;
+        fill_run(out_row, column, salient_at, low, low_index, table);
+        low_index += salient_at - column;
+        if (salient_at == p_.columns) break;
+        out_row[salient_at] = through_dtype(kernels::grid_value(static_cast<float>(high.next()),
+                                                                params_.high_scale[row], params_.high_zero[row]),
+                                            p_.dtype);
+        ++next_salient;
+        column = salient_at + 1;
+      }
     }
-    fill_low(next, end, low_index, out);
-    if (p_.method == LowBitMethod::xnor) restore_zero_signs(first, end, out);
+    if (p_.method == LowBitMethod::xnor) restore_zero_signs(first, last_row * p_.columns, out);
   }
 
  private:
-  // Entries [from, to), all non-salient, whose low codes start at `low_index`.
-  void fill_low(int64_t from, int64_t to, int64_t low_index, float* out) const {
-    const uint8_t* codes = p_.low_codes.defined() && traits_.storage == LowBitStorage::codes
-                               ? p_.low_codes.data_ptr<uint8_t>() : nullptr;
-    while (from < to) {
-      const int64_t row = from / p_.columns, column = from % p_.columns;
-      const int64_t count = std::min(to - from, p_.columns - column);
-      for (int64_t i = 0; i < count; ++i) {
-        const LowBitRow r = params_.low(row, column + i);
-        float code = 0;
-        if (codes != nullptr) {
-          code = static_cast<float>(code_at(codes, low_index + i, traits_.code_bits));
-          if (p_.method == LowBitMethod::xnor) code = code * 2 - 1;
-        } else if (raw_ != nullptr) {
-          code = raw_[low_index + i];
-        }
-        out[from + i] = kernels::low_value(p_.method, code, r);
+  CodeCursor low_cursor(int64_t low_index) const {
+    if (traits_.storage != LowBitStorage::codes) return CodeCursor(nullptr, 0, 0, 1);
+    return CodeCursor(p_.low_codes.data_ptr<uint8_t>(), p_.low_codes.numel(), low_index, traits_.code_bits);
+  }
+
+  // table[group * levels + code] = the value of `code` in (group, row).
+  void row_table(int64_t row, std::vector<float>& table) const {
+    table.resize(p_.groups() * levels_);
+    for (int64_t group = 0; group < p_.groups(); ++group) {
+      const LowBitRow r = params_.low(row, group * p_.group_columns);
+      for (int code = 0; code < levels_; ++code) {
+        // xnor stores sign +1 as 1 and -1 as 0.
+        const float stored = p_.method == LowBitMethod::xnor ? static_cast<float>(2 * code - 1) : static_cast<float>(code);
+        table[group * levels_ + code] = through_dtype(kernels::low_value(p_.method, stored, r), p_.dtype);
       }
-      from += count;
-      low_index += count;
+    }
+  }
+
+  // Columns [from, to) of one row: all non-salient.
+  void fill_run(float* out_row, int64_t from, int64_t to, CodeCursor& low, int64_t low_index,
+                const std::vector<float>& table) const {
+    if (traits_.storage == LowBitStorage::raw_values) {
+      for (int64_t c = from; c < to; ++c) out_row[c] = raw_[low_index + c - from];
+      return;
+    }
+    if (traits_.storage == LowBitStorage::nothing) {
+      for (int64_t c = from; c < to; ++c) out_row[c] = table[0];
+      return;
+    }
+    for (int64_t c = from; c < to;) {
+      const int64_t group = c / p_.group_columns, end = std::min(to, (group + 1) * p_.group_columns);
+      const float* values = table.data() + group * levels_;
+      for (; c < end; ++c) out_row[c] = values[low.next()];
     }
   }
 
@@ -281,7 +351,8 @@ class BlockDecoder {
     const int64_t* begin = p_.zero_signs.data_ptr<int64_t>();
     const int64_t* stop = begin + p_.zero_signs.numel();
     for (const int64_t* z = std::lower_bound(begin, stop, first); z != stop && *z < end; ++z)
-      out[*z] = kernels::low_value(LowBitMethod::xnor, 0.0f, params_.low(*z / p_.columns, *z % p_.columns));
+      out[*z] = through_dtype(
+          kernels::low_value(LowBitMethod::xnor, 0.0f, params_.low(*z / p_.columns, *z % p_.columns)), p_.dtype);
   }
 
   const PackedLinear& p_;
@@ -289,6 +360,7 @@ class BlockDecoder {
   at::Tensor high_zero_;
   Parameters params_;
   const float* raw_;
+  int levels_;
   MaskView view_;
 };
 
@@ -303,10 +375,10 @@ at::Tensor decode_linear(const PackedLinear& packed) {
   const int64_t blocks = (packed.rows + kMaskRowsPerBlock - 1) / kMaskRowsPerBlock;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> positions;
-    for (int64_t block = begin; block < end; ++block) decoder.decode(block, data, positions);
+    std::vector<float> table;
+    for (int64_t block = begin; block < end; ++block) decoder.decode(block, data, positions, table);
   });
-  // The fake-quant checkpoint holds the values in its dtype.
-  return packed.dtype == at::kFloat ? out : out.to(packed.dtype).to(at::kFloat);
+  return out;
 }
 
 }  // namespace pbllm::pack

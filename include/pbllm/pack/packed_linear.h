@@ -62,8 +62,9 @@ PackedLinear encode_linear(const QuantizedLinear& linear, const std::string& nam
 // stream lengths, mask index): one error per problem, naming the tensor.
 void check_packed_linear(const PackedLinear& packed);
 
-// The float32 weight [rows, columns], rounded through the checkpoint's dtype:
-// equal bit for bit to the fake-quant checkpoint's values. Row blocks in parallel.
+// The float32 weight [rows, columns], each value rounded through the
+// checkpoint's dtype: equal bit for bit to the fake-quant checkpoint's values.
+// Row blocks in parallel.
 at::Tensor decode_linear(const PackedLinear& packed);
 
 }  // namespace pbllm::pack

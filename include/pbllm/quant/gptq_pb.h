@@ -1,4 +1,4 @@
-// GPTQ-PB on one Linear (DESIGN.md, "The GPTQ-PB method"): a salient fraction
+// GPTQ-PB on one Linear (docs/DESIGN.md, "The GPTQ-PB method"): a salient fraction
 // of the weights stays at high_bit, the rest goes to the low-bit quantizer,
 // and each column's rounding error is pushed onto the columns to its right
 // through the upper Cholesky factor U of the damped inverse Hessian.

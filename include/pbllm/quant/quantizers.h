@@ -1,4 +1,4 @@
-// The two quantizers of GPTQ-PB (DESIGN.md, "The GPTQ-PB method" 2 and 5).
+// The two quantizers of GPTQ-PB (docs/DESIGN.md, "The GPTQ-PB method" 2 and 5).
 // Calibration runs once per Linear with LibTorch ops on the weight's device
 // (as the reference, so the parameters are the same floats); the column loop
 // reads them through the plain-pointer views of kernels/gptq_pb_phases.h.
