@@ -69,12 +69,7 @@ int main(int argc, char** argv) {
     at::manual_seed(0);
     nlohmann::json rows = nlohmann::json::array();
     for (const std::string& shape : shapes) {
-      const auto x = shape.find('x');
-      const bool well_formed = x != std::string::npos && x > 0 && x + 1 < shape.size() &&
-                               shape.find_first_not_of("0123456789x") == std::string::npos &&
-                               shape.find('x', x + 1) == std::string::npos;
-      PBLLM_CHECK(well_formed, "--shapes: '", shape, "' is not ROWSxCOLUMNS");
-      const int64_t out_features = std::stoll(shape.substr(0, x)), in_features = std::stoll(shape.substr(x + 1));
+      const auto [out_features, in_features] = pbllm::tools::parse_shape(shape);
       const at::Tensor W = at::randn({out_features, in_features}, at::TensorOptions().device(device)) * 0.02;
       const at::Tensor H = random_hessian(in_features, device);
       pbllm::quant::GptqPbOptions options;  // xnor, low_frac 0.9, hessian metric, 8 bits, blocksize 128

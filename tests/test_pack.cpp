@@ -10,6 +10,7 @@
 #include "pbllm/io/hf_export.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/pack/bit_stream.h"
+#include "pbllm/pack/packed_gemv.h"
 #include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/quant/gptq_pb.h"
 #include "pbllm/quant/layer_driver.h"
@@ -132,6 +133,59 @@ TEST(PackedLinear, RefusesValuesOffTheirGrid) {
   linear.weight[1][0] = 0.7f;  // salient, between 0.5 and 0.75 on the 3-bit grid of step 0.25
   linear.salient[1][0] = true;
   EXPECT_ERROR_CONTAINS(encode_linear(linear, "hand-made"), "is salient but not on its row's 3-bit grid");
+}
+
+// y = W x from the packed layout, both kernels, against the decoded matrix's
+// product in double: equal up to float32 summation order.
+void expect_gemv_equals_decoded(const PackedLinear& packed, const std::string& label) {
+  const PackedGemv gemv(packed);
+  const at::Tensor x = at::randn({packed.columns});
+  const at::Tensor W = decode_linear(packed);
+  const at::Tensor expected = W.to(at::kDouble).mv(x.to(at::kDouble));
+  const double scale = W.abs().to(at::kDouble).mv(x.abs().to(at::kDouble)).max().item<double>();
+  std::vector<GemvKernel> kernels = {GemvKernel::portable};
+  if (PackedGemv::avx2_available()) kernels.push_back(GemvKernel::avx2);
+  for (const GemvKernel kernel : kernels) {
+    const at::Tensor y = gemv(x, kernel).to(at::kDouble);
+    EXPECT_LT((y - expected).abs().max().item<double>(), 1e-5 * scale) << label << " kernel " << static_cast<int>(kernel);
+  }
+}
+
+TEST(PackedGemv, EqualsTheDecodedMatrixTimesX) {
+  // Columns not a multiple of 64 (the padding), rows across several 64-row chunks (the threads).
+  for (const at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+    const auto linear = pbllm::testing::random_quantized_linear(200, 300, 0.9, 7, dtype);
+    expect_gemv_equals_decoded(encode_linear(linear, "random"), str_cat("random ", at::toString(dtype)));
+  }
+  // GPTQ-PB's own output, xnor and sign, one group per row and groups of 64 columns.
+  const auto [W, H] = pbllm::testing::random_layer(70, 192, 19);
+  for (const LowBitMethod method : {LowBitMethod::xnor, LowBitMethod::sign})
+    for (const int64_t groupsize : {int64_t{-1}, int64_t{64}}) {
+      quant::GptqPbOptions options;
+      options.low.method = method;
+      options.groupsize = groupsize;
+      options.blocksize = 64;
+      const auto result = quant::gptq_pb_quantize(W, H, options, "gemv");
+      const PackedLinear packed = encode_linear(quant::quantized_linear(result, options, at::kFloat), "gemv");
+      ASSERT_TRUE(PackedGemv::supports(packed));
+      expect_gemv_equals_decoded(packed, str_cat(low_bit_method_traits(method).name, " groupsize ", groupsize));
+    }
+  // A weight at its row mean (xnor sign 0) is corrected after the kernel.
+  expect_gemv_equals_decoded(encode_linear(hand_made_xnor(), "hand-made"), "hand-made");
+}
+
+TEST(PackedGemv, RefusesWhatItCannotRun) {
+  QuantizedLinear linear = hand_made_xnor();
+  linear.method = LowBitMethod::two_bit;
+  linear.weight = at::zeros({2, 4});
+  linear.salient = at::zeros({2, 4}, at::kBool);
+  linear.low_scale = at::ones({1, 2});
+  linear.low_zero = at::zeros({1, 2});
+  const PackedLinear packed = encode_linear(linear, "two-bit");
+  EXPECT_FALSE(PackedGemv::supports(packed));
+  EXPECT_ERROR_CONTAINS(PackedGemv{packed}, "the packed GEMV takes xnor / sign Linears");
+  const PackedGemv gemv(encode_linear(hand_made_xnor(), "hand-made"));
+  EXPECT_ERROR_CONTAINS(gemv(at::zeros({5})), "x has shape [5], expected [4]");
 }
 
 // A packed checkpoint folder of one hand-made Linear, its tensors and

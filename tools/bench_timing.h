@@ -3,6 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "pbllm/core/check.h"
 
 namespace pbllm::tools {
 
@@ -18,6 +23,16 @@ double best_seconds(int repeat, Work&& work) {
     if (run > 0) best = std::min(best, seconds);
   }
   return best;
+}
+
+// "ROWSxCOLUMNS" (a benchmark's --shapes entry) -> {rows, columns}; anything else is a one-line error.
+inline std::pair<int64_t, int64_t> parse_shape(const std::string& shape) {
+  const auto x = shape.find('x');
+  const bool well_formed = x != std::string::npos && x > 0 && x + 1 < shape.size() && x < 19 &&
+                           shape.size() - x < 20 && shape.find_first_not_of("0123456789x") == std::string::npos &&
+                           shape.find('x', x + 1) == std::string::npos;
+  PBLLM_CHECK(well_formed, "--shapes: '", shape, "' is not ROWSxCOLUMNS");
+  return {std::stoll(shape.substr(0, x)), std::stoll(shape.substr(x + 1))};
 }
 
 }  // namespace pbllm::tools

@@ -232,32 +232,40 @@ void check_packed_linear(const PackedLinear& p) {
   }
 }
 
+
+float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t code) {
+  const at::Tensor* tensors[] = {&p.low_mean, &p.low_scale, &p.low_zero};
+  float values[3] = {0, 0, 0};
+  for (int i = 0; i < 3; ++i)
+    if (tensors[i]->defined()) values[i] = tensors[i]->data_ptr<float>()[group * p.rows + row];
+  const LowBitRow r{values[0], values[1], values[2], low_maxq(p.method)};
+  // xnor stores sign +1 as 1 and -1 as 0 (its sign 0 is in zero_signs: zero_sign_value).
+  const float stored = p.method == LowBitMethod::xnor ? static_cast<float>(2 * static_cast<int>(code) - 1)
+                                                      : static_cast<float>(code);
+  return through_dtype(kernels::low_value(p.method, stored, r), p.dtype);
+}
+
+float zero_sign_value(const PackedLinear& p, int64_t entry) {
+  const int64_t row = entry / p.columns, group = (entry % p.columns) / p.group_columns;
+  const LowBitRow r{p.low_mean.data_ptr<float>()[group * p.rows + row], 0.0f, 0.0f, 0.0f};
+  return through_dtype(kernels::low_value(LowBitMethod::xnor, 0.0f, r), p.dtype);  // the mean itself
+}
+
+float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype) {
+  return through_dtype(kernels::grid_value(static_cast<float>(code), scale, zero), dtype);
+}
+
+CodeCursor low_code_cursor(const PackedLinear& p, int64_t index) {
+  const LowBitMethodTraits& traits = low_bit_method_traits(p.method);
+  if (traits.storage != LowBitStorage::codes) return CodeCursor(nullptr, 0, 0, 1);
+  return CodeCursor(p.low_codes.data_ptr<uint8_t>(), p.low_codes.numel(), index, traits.code_bits);
+}
+
+CodeCursor high_code_cursor(const PackedLinear& p, int64_t index) {
+  return CodeCursor(p.high_codes.data_ptr<uint8_t>(), p.high_codes.numel(), index, p.high_bit);
+}
+
 namespace {
-
-// Reads consecutive fixed-width codes from a packed stream (length checked at load).
-class CodeCursor {
- public:
-  CodeCursor(const uint8_t* data, uint64_t size_bytes, uint64_t index, int bits)
-      : data_(data), size_bytes_(size_bytes), bit_(index * bits), bits_(bits), mask_((1u << bits) - 1) {}
-  uint32_t next() {
-    const uint64_t byte = bit_ >> 3;
-    uint64_t word = 0;
-    if (byte + 8 <= size_bytes_) {
-      std::memcpy(&word, data_ + byte, 8);  // the common case: one unaligned load
-    } else {
-      for (uint64_t i = 0; byte + i < size_bytes_; ++i) word |= static_cast<uint64_t>(data_[byte + i]) << (8 * i);
-    }
-    const auto code = static_cast<uint32_t>(word >> (bit_ & 7)) & mask_;
-    bit_ += bits_;
-    return code;
-  }
-
- private:
-  const uint8_t* data_;
-  uint64_t size_bytes_, bit_;
-  int bits_;
-  uint32_t mask_;
-};
 
 // Decodes row blocks into out (the whole weight, row-major). Per row, the
 // value of every low code of every group is computed once (with the
@@ -268,65 +276,42 @@ class BlockDecoder {
   BlockDecoder(const PackedLinear& p, const at::Tensor& raw_values)
       : p_(p),
         traits_(low_bit_method_traits(p.method)),
-        high_zero_(p.high_zero.to(at::kFloat).contiguous()),
-        params_{p.high_scale.data_ptr<float>(), high_zero_.data_ptr<float>(),
-                p.low_mean.defined() ? p.low_mean.data_ptr<float>() : nullptr,
-                p.low_scale.defined() ? p.low_scale.data_ptr<float>() : nullptr,
-                p.low_zero.defined() ? p.low_zero.data_ptr<float>() : nullptr,
-                p.rows, p.group_columns, static_cast<float>((1 << p.high_bit) - 1), low_maxq(p.method)},
+        high_zero_tensor_(p.high_zero.to(at::kFloat).contiguous()),
+        high_scale_(p.high_scale.data_ptr<float>()),
+        high_zero_(high_zero_tensor_.data_ptr<float>()),
         raw_(raw_values.defined() ? raw_values.data_ptr<float>() : nullptr),
-        levels_(std::max(traits_.levels, 1)),
-        view_(p.mask_view()) {}
+        levels_(std::max(traits_.levels, 1)) {}
 
   void decode(int64_t block, float* out, std::vector<int64_t>& positions, std::vector<float>& table) const {
-    view_.block_positions(block, positions);
-    const int64_t first_row = block * kMaskRowsPerBlock;
-    const int64_t last_row = std::min(p_.rows, first_row + kMaskRowsPerBlock);
-    const int64_t first = first_row * p_.columns;
-    int64_t high_index = view_.index[2 * block + 1];
-    int64_t low_index = first - high_index;
-    CodeCursor low = low_cursor(low_index);
-    CodeCursor high(p_.high_codes.data_ptr<uint8_t>(), p_.high_codes.numel(), high_index, p_.high_bit);
-    size_t next_salient = 0;
-    for (int64_t row = first_row; row < last_row; ++row) {
-      float* out_row = out + row * p_.columns;
-      row_table(row, table);
-      const int64_t row_end = (row + 1 - first_row) * p_.columns;
-      int64_t column = 0;
-      while (column < p_.columns) {
-        // The low-coded run up to the next salient weight of this row (or its end).
-        const int64_t salient_at = next_salient < positions.size() && positions[next_salient] < row_end
-                                       ? positions[next_salient] - (row - first_row) * p_.columns : p_.columns;
-        fill_run(out_row, column, salient_at, low, low_index, table);
-        low_index += salient_at - column;
-        if (salient_at == p_.columns) break;
-        out_row[salient_at] = through_dtype(kernels::grid_value(static_cast<float>(high.next()),
-                                                                params_.high_scale[row], params_.high_zero[row]),
-                                            p_.dtype);
-        ++next_salient;
-        column = salient_at + 1;
-      }
-    }
-    if (p_.method == LowBitMethod::xnor) restore_zero_signs(first, last_row * p_.columns, out);
+    const int64_t first_entry = block * kMaskRowsPerBlock * p_.columns;
+    const int64_t salient_before = p_.mask_index.data_ptr<int64_t>()[2 * block + 1];
+    int64_t low_index = first_entry - salient_before;
+    CodeCursor low = low_code_cursor(p_, low_index), high = high_code_cursor(p_, salient_before);
+    int64_t table_row = -1;
+    walk_block(
+        p_, block, positions,
+        [&](int64_t row, int64_t begin, int64_t end) {
+          if (row != table_row) row_table(row, table), table_row = row;
+          fill_run(out + row * p_.columns, begin, end, low, low_index, table);
+          low_index += end - begin;
+        },
+        [&](int64_t row, int64_t column) {
+          out[row * p_.columns + column] = high_code_value(high_scale_[row], high_zero_[row], high.next(), p_.dtype);
+        });
+    if (p_.method != LowBitMethod::xnor) return;
+    const int64_t end_entry = std::min(p_.weights(), first_entry + kMaskRowsPerBlock * p_.columns);
+    const int64_t* begin = p_.zero_signs.data_ptr<int64_t>();
+    const int64_t* stop = begin + p_.zero_signs.numel();
+    for (const int64_t* z = std::lower_bound(begin, stop, first_entry); z != stop && *z < end_entry; ++z)
+      out[*z] = zero_sign_value(p_, *z);
   }
 
  private:
-  CodeCursor low_cursor(int64_t low_index) const {
-    if (traits_.storage != LowBitStorage::codes) return CodeCursor(nullptr, 0, 0, 1);
-    return CodeCursor(p_.low_codes.data_ptr<uint8_t>(), p_.low_codes.numel(), low_index, traits_.code_bits);
-  }
-
-  // table[group * levels + code] = the value of `code` in (group, row).
+  // table[group * levels + code] = the value of stored code `code` in (group, row).
   void row_table(int64_t row, std::vector<float>& table) const {
     table.resize(p_.groups() * levels_);
-    for (int64_t group = 0; group < p_.groups(); ++group) {
-      const LowBitRow r = params_.low(row, group * p_.group_columns);
-      for (int code = 0; code < levels_; ++code) {
-        // xnor stores sign +1 as 1 and -1 as 0.
-        const float stored = p_.method == LowBitMethod::xnor ? static_cast<float>(2 * code - 1) : static_cast<float>(code);
-        table[group * levels_ + code] = through_dtype(kernels::low_value(p_.method, stored, r), p_.dtype);
-      }
-    }
+    for (int64_t group = 0; group < p_.groups(); ++group)
+      for (int code = 0; code < levels_; ++code) table[group * levels_ + code] = low_code_value(p_, group, row, code);
   }
 
   // Columns [from, to) of one row: all non-salient.
@@ -347,21 +332,12 @@ class BlockDecoder {
     }
   }
 
-  void restore_zero_signs(int64_t first, int64_t end, float* out) const {
-    const int64_t* begin = p_.zero_signs.data_ptr<int64_t>();
-    const int64_t* stop = begin + p_.zero_signs.numel();
-    for (const int64_t* z = std::lower_bound(begin, stop, first); z != stop && *z < end; ++z)
-      out[*z] = through_dtype(
-          kernels::low_value(LowBitMethod::xnor, 0.0f, params_.low(*z / p_.columns, *z % p_.columns)), p_.dtype);
-  }
-
   const PackedLinear& p_;
   const LowBitMethodTraits& traits_;
-  at::Tensor high_zero_;
-  Parameters params_;
+  at::Tensor high_zero_tensor_;
+  const float *high_scale_, *high_zero_;
   const float* raw_;
   int levels_;
-  MaskView view_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,32 @@ class BitReader {
   uint64_t size_bits_;
   uint64_t position_;
   const std::string* what_;
+};
+
+// Reads consecutive codes of `bits` bits from a packed stream whose length
+// the caller has checked against the count it will read.
+class CodeCursor {
+ public:
+  CodeCursor(const uint8_t* data, uint64_t size_bytes, uint64_t index, int bits)
+      : data_(data), size_bytes_(size_bytes), bit_(index * bits), bits_(bits), mask_((1u << bits) - 1) {}
+  uint32_t next() {
+    const uint64_t byte = bit_ >> 3;
+    uint64_t word = 0;
+    if (byte + 8 <= size_bytes_) {
+      std::memcpy(&word, data_ + byte, 8);  // the common case: one unaligned load
+    } else {
+      for (uint64_t i = 0; byte + i < size_bytes_; ++i) word |= static_cast<uint64_t>(data_[byte + i]) << (8 * i);
+    }
+    const auto code = static_cast<uint32_t>(word >> (bit_ & 7)) & mask_;
+    bit_ += bits_;
+    return code;
+  }
+
+ private:
+  const uint8_t* data_;
+  uint64_t size_bytes_, bit_;
+  int bits_;
+  uint32_t mask_;
 };
 
 // Codes of `bits` bits each (1..16), packed LSB-first: code i at bit i * bits.

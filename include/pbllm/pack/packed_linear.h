@@ -8,11 +8,14 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <map>
+#include <vector>
 #include <memory>
 #include <string>
 
 #include "pbllm/core/low_bit_methods.h"
+#include "pbllm/pack/bit_stream.h"
 #include "pbllm/pack/mask_codec.h"
 
 namespace pbllm::pack {
@@ -61,6 +64,40 @@ PackedLinear encode_linear(const QuantizedLinear& linear, const std::string& nam
 // Checks a loaded PackedLinear's tensors against its fields (shapes, dtypes,
 // stream lengths, mask index): one error per problem, naming the tensor.
 void check_packed_linear(const PackedLinear& packed);
+
+// Walks row block `block` in storage order: on_low(row, begin, end) for each
+// run of non-salient columns of a row (their low codes follow one another in
+// low_codes), on_salient(row, column) for each salient weight (the next high
+// code). The decoder and the GEMV layout both read the codes this way.
+template <typename OnLow, typename OnSalient>
+void walk_block(const PackedLinear& p, int64_t block, std::vector<int64_t>& positions, OnLow&& on_low,
+                OnSalient&& on_salient) {
+  p.mask_view().block_positions(block, positions);
+  const int64_t first_row = block * kMaskRowsPerBlock;
+  const int64_t last_row = std::min(p.rows, first_row + kMaskRowsPerBlock);
+  size_t next = 0;
+  for (int64_t row = first_row; row < last_row; ++row) {
+    const int64_t row_start = (row - first_row) * p.columns;
+    int64_t column = 0;
+    for (; next < positions.size() && positions[next] < row_start + p.columns; ++next) {
+      const int64_t salient = positions[next] - row_start;
+      if (salient > column) on_low(row, column, salient);
+      on_salient(row, salient);
+      column = salient + 1;
+    }
+    if (column < p.columns) on_low(row, column, p.columns);
+  }
+}
+
+// Values as decoding gives them (each rounded through the checkpoint's dtype):
+// stored low code `code` of (group, row); an xnor weight listed in zero_signs
+// (entry = row * columns + column); high code `code` of `row`.
+float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t code);
+float zero_sign_value(const PackedLinear& p, int64_t entry);
+float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype);
+// Cursors over the low / high codes from code `index` on.
+CodeCursor low_code_cursor(const PackedLinear& p, int64_t index);
+CodeCursor high_code_cursor(const PackedLinear& p, int64_t index);
 
 // The float32 weight [rows, columns], each value rounded through the
 // checkpoint's dtype: equal bit for bit to the fake-quant checkpoint's values.
