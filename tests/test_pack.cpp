@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "pbllm/eval/perplexity.h"
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/io/hf_export.h"
 #include "pbllm/model/decoder.h"
@@ -233,6 +234,22 @@ TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
     set_tensor(t, "w.pb.mask", at::zeros({0}, at::kByte));
   });
   EXPECT_ERROR_CONTAINS(read("truncated_mask"), "points past the end of the mask stream");
+  write_packed_folder(scratch / "flipped_mask", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.mask", at::zeros({1}, at::kByte));  // gap 0 in 2 bits (k = 1) where the index says 4
+  });
+  EXPECT_ERROR_CONTAINS(read("flipped_mask"), "w: mask block 0 ends at bit 2, the index says 4 (corrupt mask)");
+  write_packed_folder(scratch / "long_mask", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.mask", at::zeros({2}, at::kByte));
+  });
+  EXPECT_ERROR_CONTAINS(read("long_mask"), "the mask stream has 2 bytes, its index ends at bit 4");
+  write_packed_folder(scratch / "zero_signs", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.zero_signs", at::arange(8, at::kLong));
+  });
+  EXPECT_ERROR_CONTAINS(read("zero_signs"), "zero_signs lists 8 weights, more than the 7 non-salient ones");
+  write_packed_folder(scratch / "nan", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.high_scale", at::full({2}, NAN));
+  });
+  EXPECT_ERROR_CONTAINS(read("nan"), "w: a quantizer parameter is NaN or Inf");
   write_packed_folder(scratch / "version", [](auto&, auto& m) { m["pbllm.format_version"] = "2"; });
   EXPECT_ERROR_CONTAINS(read("version"), "packed format version 2 is not the one this pbllm reads (1)");
   write_packed_folder(scratch / "shape", [](auto&, auto& m) { edit_linear_metadata(m, "shape", {40, 4}); });
@@ -254,9 +271,9 @@ TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
   write_packed_folder(scratch / "type", [](auto&, auto& m) { edit_linear_metadata(m, "high_bit", "eight"); });
   EXPECT_ERROR_CONTAINS(read("type"), "\"high_bit\" has the wrong type");
   write_packed_folder(scratch / "gap", [](io::NamedTensors& t, auto&) {
-    set_tensor(t, "w.pb.mask", at::tensor({0x7f, 0}).to(at::kByte));  // quotient 7: a gap past the 8 weights
+    set_tensor(t, "w.pb.mask", at::tensor({0x7f}).to(at::kByte));  // quotient 7: a gap past the 8 weights
   });
-  EXPECT_ERROR_CONTAINS(decode_linear(*read("gap").at("w")), "a salient position past the end of row block 0");
+  EXPECT_ERROR_CONTAINS(read("gap"), "truncated or corrupt");
 }
 
 // stories260K quantized with the packed Linears collected; the packed folder,
@@ -285,6 +302,9 @@ TEST(PackedCheckpoint, Stories260KPackedEqualsTheFakeQuantModel) {
     EXPECT_TRUE(at::equal(decode_linear(*linear), model->weight(name))) << name;
   const at::Tensor ids = at::tensor(std::vector<int64_t>(windows[0].begin(), windows[0].end())).view({1, -1});
   EXPECT_TRUE(at::equal(packed_model->forward(ids), model->forward(ids)));
+
+  // Generation runs the packed GEMV (one token at a time): the same greedy ids.
+  EXPECT_EQ(eval::greedy_continue(*packed_model, {1}, 48), eval::greedy_continue(*model, {1}, 48));
 
   const ModelSize size = measure_model_size(saved, packed_model->packed_linears(), model->parameter_count());
   EXPECT_EQ(size.file_bytes, static_cast<int64_t>(std::filesystem::file_size(scratch / kPackedWeightsFile)));

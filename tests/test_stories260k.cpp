@@ -2,7 +2,10 @@
 // forward pass (data/reference/): per-story NLL, perplexity, greedy ids.
 #include <cmath>
 
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/allclose.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/zeros.h>
 
 #include "pbllm/eval/perplexity.h"
@@ -53,6 +56,19 @@ TEST_F(Stories260K, GreedyDecodingFromBosGivesTheReferenceIds) {
   const auto expected = reference["ids"].get<std::vector<int64_t>>();
   const auto ids = eval::greedy_continue(*model_, {1}, static_cast<int64_t>(expected.size()));
   EXPECT_EQ(std::vector<int64_t>(ids.begin() + 1, ids.end()), expected);
+}
+
+// The KV cache (greedy_continue's path): a prompt, then one token at a time,
+// gives the logits of a full forward over the whole sequence.
+TEST_F(Stories260K, CachedStepsEqualAFullForward) {
+  const at::Tensor all = at::arange(8, at::kLong).view({1, -1}) * 41 % 512;
+  const at::Tensor full = model_->forward(all)[0];
+  model::KvCache cache;
+  std::vector<at::Tensor> steps = {model_->forward(all.narrow(1, 0, 5), &cache)[0]};
+  for (int64_t i = 5; i < 8; ++i) steps.push_back(model_->forward(all.narrow(1, i, 1), &cache)[0]);
+  EXPECT_EQ(cache.positions, 8);
+  EXPECT_TRUE(at::allclose(at::cat(steps), full, 1e-4, 1e-4));
+  EXPECT_ERROR_CONTAINS(model_->forward(all.narrow(1, 0, 2), &cache), "one token at a time");
 }
 
 TEST_F(Stories260K, LayerwiseInterfaceReportsEveryLinearInput) {

@@ -8,6 +8,7 @@
 #include "pbllm/eval/evaluate.h"
 #include "pbllm/io/atomic_file.h"
 #include "pbllm/io/checkpoint.h"
+#include "pbllm/io/output_folder.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/model/device.h"
 #include "tool_main.h"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     for (const std::string& name : options.datasets) pbllm::data::Dataset::parse(name);  // fail before loading
     options.data_dir = data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(data_dir);
     const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
+    if (!json_path.empty()) pbllm::io::check_output_file(json_path, checkpoint.dir(), "--json");
     const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     const int64_t seqlen = options.seqlen > 0 ? options.seqlen : pbllm::eval::default_seqlen(model->config());

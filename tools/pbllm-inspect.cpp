@@ -1,5 +1,6 @@
 // pbllm-inspect MODEL: the model's summary; optionally the perplexity of token
 // id sequences from a JSON file, and a greedy continuation.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -89,10 +90,14 @@ int main(int argc, char** argv) {
     if (!ids_path.empty()) print_perplexity(*model, ids_path);
     if (generate > 0) {
       const int64_t bos = checkpoint.config().value("bos_token_id", 1);
+      const auto start = std::chrono::steady_clock::now();
       const auto ids = pbllm::eval::greedy_continue(*model, {bos}, generate);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::printf("greedy       ");
       for (size_t i = 1; i < ids.size(); ++i) std::printf("%lld ", (long long)ids[i]);
-      std::printf("\n");
+      std::printf("\ngenerated    %d tokens in %.2f s = %.1f tokens/s (KV cache%s), peak RSS %.0f MiB\n", generate,
+                  seconds, generate / seconds, model->packed_linears().empty() ? "" : ", packed GEMV",
+                  pbllm::model::peak_memory_bytes(model->device()) / 1048576.0);
     }
   });
 }

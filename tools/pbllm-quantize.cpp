@@ -172,6 +172,12 @@ int main(int argc, char** argv) {
     // The destination is checked before any work: a bad --save fails now, not after an hour.
     const std::filesystem::path save_dir = a.save.empty() ? default_save_dir(a) : a.save;
     if (a.save_given) pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");
+    if (!a.json.empty()) {
+      pbllm::io::check_output_file(a.json, checkpoint.dir(), "--json");
+      PBLLM_CHECK(!a.save_given || std::filesystem::weakly_canonical(std::filesystem::absolute(a.json)) !=
+                                       std::filesystem::weakly_canonical(std::filesystem::absolute(save_dir)),
+                  "--json ", a.json, " is the --save folder");
+    }
     auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
     PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
                 " is a packed PB checkpoint: quantize the original model");

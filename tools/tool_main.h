@@ -40,6 +40,8 @@ inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<vo
   install_interrupt_handlers();
   try {
     body();
+    // A signal that came after the last safe point: the work is complete, but say so.
+    check_interrupted();
     return 0;
   } catch (const Interrupted& interrupted) {
     std::cerr << app.get_name() << ": " << interrupted.what() << "; nothing half-written was left behind\n";

@@ -84,11 +84,17 @@ PerplexityResult evaluate_perplexity(const model::DecoderModel& model, const std
 
 std::vector<int64_t> greedy_continue(const model::DecoderModel& model, std::vector<int64_t> prompt, int64_t count) {
   PBLLM_CHECK(!prompt.empty(), "greedy decoding needs a prompt of at least one token");
+  PBLLM_CHECK(static_cast<int64_t>(prompt.size()) + count <= model.config().max_position_embeddings,
+              "a prompt of ", prompt.size(), " tokens and ", count, " more exceed the model's ",
+              model.config().max_position_embeddings, " positions");
   c10::NoGradGuard no_grad;
+  model::KvCache cache;
+  at::Tensor next = as_batch(prompt);  // the prompt once, then each new token alone
   for (int64_t step = 0; step < count; ++step) {
     check_interrupted();
-    const at::Tensor logits = model.forward(as_batch(prompt))[0];
+    const at::Tensor logits = model.forward(next, &cache)[0];
     prompt.push_back(logits[logits.size(0) - 1].argmax().item<int64_t>());
+    next = as_batch({prompt.back()});
   }
   return prompt;
 }

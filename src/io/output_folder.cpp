@@ -106,6 +106,15 @@ bool is_pbllm_output_file(const std::string& name) {
   return false;
 }
 
+// The nearest existing ancestor of `path` must let us create entries in it.
+void check_parent_writable(const fs::path& path, const std::string& where) {
+  fs::path parent = plain_absolute(path).parent_path();
+  while (!fs::exists(parent) && parent.has_parent_path() && parent != parent.parent_path()) parent = parent.parent_path();
+  PBLLM_CHECK(fs::is_directory(parent), where, ": ", parent.string(), " is not a folder");
+  PBLLM_CHECK(::access(parent.c_str(), W_OK | X_OK) == 0, where, ": cannot write in ", parent.string(), " (",
+              std::strerror(errno), ")");
+}
+
 void check_output_folder(const fs::path& dir, const fs::path& model_dir, bool overwrite, const std::string& flag) {
   PBLLM_CHECK(!dir.empty(), flag, " needs a folder name");
   const fs::path target = fs::weakly_canonical(plain_absolute(dir));
@@ -113,6 +122,10 @@ void check_output_folder(const fs::path& dir, const fs::path& model_dir, bool ov
   const std::string where = str_cat(flag, " ", dir.string());
   PBLLM_CHECK(!is_within(model, target), where, " is or contains the model being read (", model.string(),
               "); choose another folder");
+  PBLLM_CHECK(!is_within(fs::weakly_canonical(fs::current_path()), target), where,
+              " is or contains the current folder; run from elsewhere or choose another folder");
+  PBLLM_CHECK(!fs::is_symlink(plain_absolute(dir)), where,
+              " is a symbolic link; give the folder itself (the link would be replaced, not followed)");
   const fs::file_status status = fs::status(dir);
   if (fs::exists(status)) {
     PBLLM_CHECK(fs::is_directory(status), where, " exists and is not a folder; refusing to replace it");
@@ -122,12 +135,18 @@ void check_output_folder(const fs::path& dir, const fs::path& model_dir, bool ov
                   "); choose another folder, or pass --overwrite to replace it");
     }
   }
-  // The nearest existing ancestor must let us create the folder beside it.
-  fs::path parent = plain_absolute(dir).parent_path();
-  while (!fs::exists(parent) && parent.has_parent_path() && parent != parent.parent_path()) parent = parent.parent_path();
-  PBLLM_CHECK(fs::is_directory(parent), where, ": ", parent.string(), " is not a folder");
-  PBLLM_CHECK(::access(parent.c_str(), W_OK | X_OK) == 0, where, ": cannot write in ", parent.string(), " (",
-              std::strerror(errno), ")");
+  check_parent_writable(dir, where);
+}
+
+void check_output_file(const fs::path& file, const fs::path& model_dir, const std::string& flag) {
+  PBLLM_CHECK(!file.empty(), flag, " needs a file name");
+  const std::string where = str_cat(flag, " ", file.string());
+  const fs::file_status status = fs::symlink_status(file);
+  PBLLM_CHECK(!fs::exists(status) || fs::is_regular_file(status), where,
+              " exists and is not a regular file (a folder, link, FIFO or device); refusing to replace it");
+  PBLLM_CHECK(!is_within(fs::weakly_canonical(plain_absolute(file)), fs::weakly_canonical(plain_absolute(model_dir))),
+              where, " is inside the model being read; choose another file");
+  check_parent_writable(file, where);
 }
 
 void write_folder_atomically(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {

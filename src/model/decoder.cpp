@@ -63,9 +63,10 @@ void DecoderModel::require_layer_weights(
     for (const auto& [name, shape] : tensors) require_weight(layer_prefix(i) + name, shape);
 }
 
-at::Tensor DecoderModel::forward(const at::Tensor& ids) const {
-  at::Tensor hidden = embed(ids);
-  for (int64_t i = 0; i < num_layers(); ++i) hidden = layer(i, hidden);
+at::Tensor DecoderModel::forward(const at::Tensor& ids, KvCache* cache) const {
+  at::Tensor hidden = embed(ids, cache ? cache->positions : 0);
+  for (int64_t i = 0; i < num_layers(); ++i) hidden = layer(i, hidden, nullptr, cache);
+  if (cache) cache->positions += ids.size(1);
   return head(hidden);
 }
 
@@ -167,16 +168,51 @@ at::Tensor DecoderModel::embedding_rows(const std::string& name, const at::Tenso
   return to_compute(table.index_select(0, host_ids), device_, compute_dtype_).view({ids.size(0), ids.size(1), -1});
 }
 
+at::Tensor DecoderModel::packed_product(const std::string& name, const at::Tensor& x, const at::Tensor& bias) const {
+  auto packed = packed_.find(name);
+  if (packed == packed_.end() || !device_.is_cpu() || x.numel() != x.size(-1) ||
+      !pack::PackedGemv::supports(*packed->second))
+    return at::Tensor();
+  std::shared_ptr<const pack::PackedGemv> gemv;
+  {
+    const std::lock_guard<std::mutex> lock(copies_mutex_);
+    auto& kept = gemvs_[name];
+    if (!kept) kept = std::make_shared<const pack::PackedGemv>(*packed->second);
+    gemv = kept;
+  }
+  at::Tensor y = (*gemv)(x.reshape({-1}).to(at::kFloat)).to(x.scalar_type());
+  if (bias.defined()) y.add_(bias);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = gemv->rows();
+  return y.view(shape);
+}
+
 at::Tensor DecoderModel::linear(int64_t index, const std::string& linear, const at::Tensor& x,
                                 LinearInputObserver* observer) const {
   if (observer != nullptr) observer->observe(index, linear, x);
   const std::string prefix = str_cat(layer_prefix(index), linear);
-  return at::linear(x, param(prefix + ".weight"), optional_param(prefix + ".bias"));
+  const at::Tensor bias = optional_param(prefix + ".bias");
+  // One token (generation): straight from the packed codes.
+  if (at::Tensor y = packed_product(prefix + ".weight", x, bias); y.defined()) return y;
+  return at::linear(x, param(prefix + ".weight"), bias);
 }
 
 std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, const std::vector<std::string>& names,
                                                              const at::Tensor& x,
                                                              LinearInputObserver* observer) const {
+  // One token of a packed model: each Linear straight from its packed codes.
+  std::vector<at::Tensor> outputs;
+  for (const std::string& name : names) {
+    const std::string prefix = str_cat(layer_prefix(index), name);
+    at::Tensor y = packed_product(prefix + ".weight", x, optional_param(prefix + ".bias"));
+    if (!y.defined()) break;
+    outputs.push_back(std::move(y));
+  }
+  if (outputs.size() == names.size()) {
+    if (observer != nullptr)
+      for (const std::string& name : names) observer->observe(index, name, x);
+    return outputs;
+  }
   // One wide GEMM uses the cores better than several narrow ones; stacking the
   // weights costs one copy of them, small next to the product at seqlen 2048.
   std::vector<at::Tensor> weights, biases;
@@ -198,10 +234,24 @@ at::Tensor DecoderModel::split_heads(const at::Tensor& x, int64_t heads) {
   return x.view({x.size(0), x.size(1), heads, -1}).transpose(1, 2);
 }
 
-at::Tensor DecoderModel::causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+at::Tensor DecoderModel::attention(int64_t index, const at::Tensor& q, at::Tensor k, at::Tensor v,
+                                   KvCache* cache) const {
+  bool causal = true;
+  if (cache != nullptr) {
+    cache->keys.resize(num_layers());
+    cache->values.resize(num_layers());
+    if (cache->keys[index].defined()) {
+      PBLLM_CHECK(q.size(2) == 1, "after the prompt, the cache takes one token at a time (got ", q.size(2), ")");
+      k = at::cat({cache->keys[index], k}, 2);
+      v = at::cat({cache->values[index], v}, 2);
+      causal = false;  // the new token sees every earlier position
+    }
+    cache->keys[index] = k;
+    cache->values[index] = v;
+  }
   // enable_gqa lets each group of query heads share its key/value head without
   // materialising repeated K and V (HF's repeat_kv gives the same numbers).
-  const at::Tensor out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, std::nullopt,
+  const at::Tensor out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal, std::nullopt,
                                                           /*enable_gqa=*/q.size(1) != k.size(1));
   return out.transpose(1, 2).reshape({q.size(0), q.size(2), -1});
 }

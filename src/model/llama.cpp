@@ -71,31 +71,34 @@ at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const std::string& weight_n
   return param(weight_name) * normalized.to(x.scalar_type());
 }
 
-at::Tensor LlamaModel::apply_rotary(const at::Tensor& x) const {
+at::Tensor LlamaModel::apply_rotary(const at::Tensor& x, int64_t first_position) const {
   // inv_freq and the angles in float32, as transformers computes them.
   const int64_t dim = config_.head_dim;
   const auto float_options = at::TensorOptions().dtype(at::kFloat).device(x.device());
   const at::Tensor exponents = at::arange(0, dim, 2, float_options.dtype(at::kLong)).to(at::kFloat) / dim;
   const at::Tensor inv_freq = 1.0 / at::pow(config_.rope_theta, exponents);
-  const at::Tensor angles = at::outer(at::arange(x.size(2), float_options), inv_freq);
+  const at::Tensor positions = at::arange(first_position, first_position + x.size(2), float_options.dtype(at::kLong));
+  const at::Tensor angles = at::outer(positions.to(at::kFloat), inv_freq);
   const at::Tensor both = at::cat({angles, angles}, -1);
   const at::Tensor cos = both.cos().to(x.scalar_type()), sin = both.sin().to(x.scalar_type());
   return x * cos + rotate_half(x) * sin;
 }
 
-at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
+at::Tensor LlamaModel::embed(const at::Tensor& ids, int64_t) const {
   return embedding_rows(kModel + "embed_tokens.weight", ids);
 }
 
-at::Tensor LlamaModel::layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer) const {
+at::Tensor LlamaModel::layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer,
+                             KvCache* cache) const {
+  const int64_t first_position = cache ? cache->positions : 0;
   const std::string prefix = layer_prefix(index);
   at::Tensor x = rms_norm(hidden, prefix + "input_layernorm.weight");
   const auto qkv =
       linears_on_shared_input(index, {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, x, observer);
-  const at::Tensor q = apply_rotary(split_heads(qkv[0], config_.num_heads));
-  const at::Tensor k = apply_rotary(split_heads(qkv[1], config_.num_kv_heads));
+  const at::Tensor q = apply_rotary(split_heads(qkv[0], config_.num_heads), first_position);
+  const at::Tensor k = apply_rotary(split_heads(qkv[1], config_.num_kv_heads), first_position);
   const at::Tensor v = split_heads(qkv[2], config_.num_kv_heads);
-  const at::Tensor h = hidden + linear(index, "self_attn.o_proj", causal_attention(q, k, v), observer);
+  const at::Tensor h = hidden + linear(index, "self_attn.o_proj", attention(index, q, k, v, cache), observer);
 
   x = rms_norm(h, prefix + "post_attention_layernorm.weight");
   const auto gate_up = linears_on_shared_input(index, {"mlp.gate_proj", "mlp.up_proj"}, x, observer);

@@ -64,18 +64,19 @@ at::Tensor OptModel::layer_norm(const at::Tensor& x, const std::string& prefix) 
                         kLayerNormEps);
 }
 
-at::Tensor OptModel::embed(const at::Tensor& ids) const {
-  const int64_t length = ids.size(1);
-  PBLLM_CHECK(length <= config_.max_position_embeddings, "sequence of ", length, " tokens is longer than the ",
+at::Tensor OptModel::embed(const at::Tensor& ids, int64_t first_position) const {
+  const int64_t length = ids.size(1), end = first_position + length;
+  PBLLM_CHECK(end <= config_.max_position_embeddings, "sequence of ", end, " tokens is longer than the ",
               config_.max_position_embeddings, " positions this OPT model has");
   at::Tensor hidden = embedding_rows(decoder_ + "embed_tokens.weight", ids);
   if (config_.word_embed_proj_dim != config_.hidden_size)
     hidden = at::linear(hidden, param(decoder_ + "project_in.weight"));
-  const at::Tensor rows = at::arange(kPositionOffset, length + kPositionOffset, at::kLong).unsqueeze(0);
+  const at::Tensor rows = at::arange(first_position + kPositionOffset, end + kPositionOffset, at::kLong).unsqueeze(0);
   return hidden + embedding_rows(decoder_ + "embed_positions.weight", rows);
 }
 
-at::Tensor OptModel::layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer) const {
+at::Tensor OptModel::layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer,
+                           KvCache* cache) const {
   const std::string prefix = layer_prefix(index);
   const bool pre_norm = config_.do_layer_norm_before;
   const int64_t heads = config_.num_heads;
@@ -83,9 +84,9 @@ at::Tensor OptModel::layer(int64_t index, const at::Tensor& hidden, LinearInputO
   at::Tensor x = pre_norm ? layer_norm(hidden, prefix + "self_attn_layer_norm") : hidden;
   const auto qkv =
       linears_on_shared_input(index, {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, x, observer);
-  const at::Tensor attention =
-      causal_attention(split_heads(qkv[0], heads), split_heads(qkv[1], heads), split_heads(qkv[2], heads));
-  at::Tensor h = hidden + linear(index, "self_attn.out_proj", attention, observer);
+  const at::Tensor attended =
+      attention(index, split_heads(qkv[0], heads), split_heads(qkv[1], heads), split_heads(qkv[2], heads), cache);
+  at::Tensor h = hidden + linear(index, "self_attn.out_proj", attended, observer);
   if (!pre_norm) h = layer_norm(h, prefix + "self_attn_layer_norm");
 
   x = pre_norm ? layer_norm(h, prefix + "final_layer_norm") : h;

@@ -78,6 +78,9 @@ void MaskView::block_positions(int64_t block, std::vector<int64_t>& positions) c
                 " (corrupt mask)");
     positions.push_back(previous);
   }
+  // Blocks are written back to back: decoding one ends exactly where the next begins.
+  PBLLM_CHECK(reader.position() == static_cast<uint64_t>(index[2 * (block + 1)]), *what, ": mask block ", block,
+              " ends at bit ", reader.position(), ", the index says ", index[2 * (block + 1)], " (corrupt mask)");
 }
 
 void check_mask_index(const MaskView& view, int64_t salient) {
@@ -97,6 +100,8 @@ void check_mask_index(const MaskView& view, int64_t salient) {
   }
   PBLLM_CHECK(static_cast<uint64_t>(view.index[2 * blocks]) <= view.stream_bytes * 8, what,
               ": the mask index points past the end of the mask stream (truncated?)");
+  PBLLM_CHECK((static_cast<uint64_t>(view.index[2 * blocks]) + 7) / 8 == view.stream_bytes, what,
+              ": the mask stream has ", view.stream_bytes, " bytes, its index ends at bit ", view.index[2 * blocks]);
   PBLLM_CHECK(view.index[2 * blocks + 1] == salient, what, ": the mask holds ", view.index[2 * blocks + 1],
               " salient weights, the metadata says ", salient);
 }

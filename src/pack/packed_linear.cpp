@@ -194,6 +194,10 @@ void check_packed_linear(const PackedLinear& p) {
   const int64_t blocks = (p.rows + kMaskRowsPerBlock - 1) / kMaskRowsPerBlock;
   require(p.mask_index, "mask_index", at::kLong, {blocks + 1, 2});
   check_mask_index(p.mask_view(), p.salient);
+  // Every block decodes to exactly its indexed bits (a corrupt stream rarely does): a
+  // one-time walk at load, ~3 ns per salient weight, so inspect and eval refuse alike.
+  std::vector<int64_t> positions;
+  for (int64_t block = 0; block < blocks; ++block) p.mask_view().block_positions(block, positions);
   const int64_t low_count = p.weights() - p.salient;
   require(p.high_codes, "high_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(p.salient, p.high_bit))});
   require(p.high_scale, "high_scale", at::kFloat, {p.rows});
@@ -222,9 +226,13 @@ void check_packed_linear(const PackedLinear& p) {
   if (traits.has_mean) require(p.low_mean, "low_mean", at::kFloat, group_rows);
   if (traits.has_scale) require(p.low_scale, "low_scale", at::kFloat, group_rows);
   if (traits.has_zero) require(p.low_zero, "low_zero", at::kFloat, group_rows);
+  for (const at::Tensor* t : {&p.high_scale, &p.low_mean, &p.low_scale, &p.low_zero})
+    PBLLM_CHECK(!t->defined() || t->isfinite().all().item<bool>(), name, ": a quantizer parameter is NaN or Inf");
   if (p.method == LowBitMethod::xnor) {
     PBLLM_CHECK(p.zero_signs.defined() && p.zero_signs.dim() == 1 && p.zero_signs.scalar_type() == at::kLong, name,
                 ": tensor 'zero_signs' is missing or not int64 [n]");
+    PBLLM_CHECK(p.zero_signs.numel() <= low_count, name, ": zero_signs lists ", p.zero_signs.numel(),
+                " weights, more than the ", low_count, " non-salient ones");
     const int64_t* z = p.zero_signs.data_ptr<int64_t>();
     for (int64_t i = 0; i < p.zero_signs.numel(); ++i)
       PBLLM_CHECK(z[i] >= 0 && z[i] < p.weights() && (i == 0 || z[i] > z[i - 1]), name,

@@ -125,6 +125,21 @@ check "a full disk (ulimit -f) is a clear error" test $status -eq 1 -a "$(wc -l 
 check "... naming the write" grep -q "write failed" "$SCRATCH/err"
 check "... and leaves the earlier output intact" test "$(sha256sum "$SCRATCH/q/model.safetensors")" = "$before"
 check "... without a temporary" test -z "$(ls -d "$SCRATCH"/q.tmp.[0-9]* 2>/dev/null)"
+ln -s "$SCRATCH/mine" "$SCRATCH/link_to_mine"; ln -s "$SCRATCH/nowhere" "$SCRATCH/dangling"
+for link in link_to_mine dangling; do
+  expect_error "is a symbolic link; give the folder itself" "$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/$link" --overwrite
+done
+check "a dangling link is kept" test -L "$SCRATCH/dangling"
+mkdir -p "$SCRATCH/cwd" && echo mine >"$SCRATCH/cwd/z"
+expect_error "is or contains the current folder" sh -c \
+  "cd '$SCRATCH/cwd' && '$(realpath "$QUANTIZE")' '$(realpath "$MODEL")' ${SMALL[*]} --save . --overwrite"
+check "the current folder is intact" test -f "$SCRATCH/cwd/z"
+# --json FILE: a regular file may be replaced, nothing else; checked before any work.
+expect_error "--json $SCRATCH/model/config.json is inside the model being read" \
+  "$QUANTIZE" "$SCRATCH/model" "${SMALL[@]}" --json "$SCRATCH/model/config.json"
+expect_error "--json $SCRATCH/mine exists and is not a regular file" "$QUANTIZE" "$MODEL" "${SMALL[@]}" --json "$SCRATCH/mine"
+expect_error "--json $SCRATCH/dangling exists and is not a regular file" "$EVAL" "$MODEL" --json "$SCRATCH/dangling"
+check "the model's config.json is intact" cmp -s "$MODEL/config.json" "$SCRATCH/model/config.json"
 # A failing evaluation comes after the save: the quantized model is kept.
 expect_error "no dataset could be evaluated (text:$SCRATCH/no/such/long/file.txt: " \
   "$QUANTIZE" "$MODEL" "${SMALL[@]/warn/error}" --save "$SCRATCH/q4" --eval "text:$SCRATCH/no/such/long/file.txt"

@@ -36,8 +36,8 @@ struct PerplexityResult {
 PerplexityResult evaluate_perplexity(const model::DecoderModel& model, const std::vector<int32_t>& ids,
                                      int64_t seqlen, int64_t max_windows, const std::string& label);
 
-// Appends `count` argmax tokens to `prompt` (a full forward per token: meant
-// for checks and demos, not for serving).
+// Appends `count` argmax tokens to `prompt`: the prompt once, then one token
+// at a time through a KV cache (a packed model's Linears through the packed GEMV).
 std::vector<int64_t> greedy_continue(const model::DecoderModel& model, std::vector<int64_t> prompt, int64_t count);
 
 }  // namespace pbllm::eval

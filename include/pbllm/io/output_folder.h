@@ -25,6 +25,13 @@ bool is_pbllm_output_file(const std::string& name);
 void check_output_folder(const std::filesystem::path& dir, const std::filesystem::path& model_dir, bool overwrite,
                          const std::string& flag);
 
+// The same for a file a tool writes (--json FILE), replaced atomically: an
+// existing regular file may be replaced (the user named it); a folder, a
+// symbolic link, a FIFO or a device is refused, and so is a file inside the
+// model folder.
+void check_output_file(const std::filesystem::path& file, const std::filesystem::path& model_dir,
+                       const std::string& flag);
+
 // `fill` writes the folder's files into the temporary folder it is given.
 void write_folder_atomically(const std::filesystem::path& dir,
                              const std::function<void(const std::filesystem::path& temporary)>& fill);

@@ -21,6 +21,7 @@
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/config.h"
 #include "pbllm/pack/packed_checkpoint.h"
+#include "pbllm/pack/packed_gemv.h"
 
 namespace pbllm::model {
 
@@ -29,6 +30,14 @@ class LinearInputObserver {
  public:
   virtual ~LinearInputObserver() = default;
   virtual void observe(int64_t layer, const std::string& linear, const at::Tensor& input) = 0;
+};
+
+// The keys and values of the positions already run, per layer, so that
+// generation runs one new token at a time: the prompt first (causal), then
+// single tokens that attend to everything before them.
+struct KvCache {
+  std::vector<at::Tensor> keys, values;  // per layer: [batch, kv_heads, positions, head_dim]
+  int64_t positions = 0;                 // tokens in the cache: the next token's position
 };
 
 // Which compute copies a model keeps:
@@ -52,14 +61,18 @@ class DecoderModel {
   at::ScalarType compute_dtype() const { return compute_dtype_; }
   int64_t num_layers() const { return config_.num_layers; }
 
-  // ids: [batch, seq] int64 (any device) -> hidden [batch, seq, hidden] on device().
-  virtual at::Tensor embed(const at::Tensor& ids) const = 0;
-  // Runs decoder layer `index` (causal attention over the whole sequence).
-  virtual at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer = nullptr) const = 0;
+  // ids: [batch, seq] int64 (any device) -> hidden [batch, seq, hidden] on device();
+  // the first id is at position `first_position`.
+  virtual at::Tensor embed(const at::Tensor& ids, int64_t first_position = 0) const = 0;
+  // Runs decoder layer `index`: causal attention over the whole sequence, or
+  // with `cache`, over the cached positions and the new ones (which it appends).
+  virtual at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer = nullptr,
+                           KvCache* cache = nullptr) const = 0;
   // hidden -> float32 logits [batch, seq, vocab] on device().
   virtual at::Tensor head(const at::Tensor& hidden) const = 0;
-  // embed, every layer, head.
-  at::Tensor forward(const at::Tensor& ids) const;
+  // embed, every layer, head; with `cache`, ids continue the cached positions
+  // (after the prompt, one token at a time).
+  at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr) const;
 
   // The Linears of one decoder layer in execution order, e.g. "self_attn.q_proj".
   virtual std::vector<std::string> linear_names() const = 0;
@@ -115,7 +128,9 @@ class DecoderModel {
   std::vector<at::Tensor> linears_on_shared_input(int64_t index, const std::vector<std::string>& names,
                                                   const at::Tensor& x, LinearInputObserver* observer) const;
   // Causal softmax attention; q: [b, heads, t, d], k, v: [b, kv_heads, t, d] -> [b, t, heads * d].
-  static at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+  // With `cache`, k and v are appended to layer `index`'s cached ones first:
+  // the prompt attends causally, a single later token to every position.
+  at::Tensor attention(int64_t index, const at::Tensor& q, at::Tensor k, at::Tensor v, KvCache* cache) const;
   // [b, t, heads * d] -> [b, heads, t, d]
   static at::Tensor split_heads(const at::Tensor& x, int64_t heads);
 
@@ -140,6 +155,11 @@ class DecoderModel {
   mutable std::mutex copies_mutex_;
   mutable std::map<std::string, at::Tensor> compute_copies_;
   pack::PackedLinears packed_;
+  // The GEMV layouts of packed Linears, made when a single token first needs them.
+  mutable std::map<std::string, std::shared_ptr<const pack::PackedGemv>> gemvs_;
+  // The packed GEMV for x of one token times Linear `name` (+ bias), or an
+  // undefined tensor where it does not apply (not packed, not CPU, more tokens).
+  at::Tensor packed_product(const std::string& name, const at::Tensor& x, const at::Tensor& bias) const;
 };
 
 }  // namespace pbllm::model

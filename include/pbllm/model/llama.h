@@ -11,15 +11,17 @@ class LlamaModel : public DecoderModel {
   LlamaModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
              const std::string& source);
 
-  at::Tensor embed(const at::Tensor& ids) const override;
-  at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer) const override;
+  at::Tensor embed(const at::Tensor& ids, int64_t first_position) const override;
+  at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer,
+                   KvCache* cache) const override;
   at::Tensor head(const at::Tensor& hidden) const override;
   std::vector<std::string> linear_names() const override;
 
  private:
   at::Tensor rms_norm(const at::Tensor& x, const std::string& weight_name) const;
   // q or k [b, heads, t, d] rotated by position.
-  at::Tensor apply_rotary(const at::Tensor& x) const;
+  // Rotary positions first_position, first_position + 1, ... along x's dim 2.
+  at::Tensor apply_rotary(const at::Tensor& x, int64_t first_position) const;
 };
 
 }  // namespace pbllm::model

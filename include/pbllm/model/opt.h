@@ -12,8 +12,9 @@ class OptModel : public DecoderModel {
   OptModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
            const std::string& source);
 
-  at::Tensor embed(const at::Tensor& ids) const override;
-  at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer) const override;
+  at::Tensor embed(const at::Tensor& ids, int64_t first_position) const override;
+  at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer,
+                   KvCache* cache) const override;
   at::Tensor head(const at::Tensor& hidden) const override;
   std::vector<std::string> linear_names() const override;
 
