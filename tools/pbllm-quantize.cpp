@@ -103,6 +103,11 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
           {"max_windows", a.max_windows}, {"format", a.format}};
 }
 
+// report.json's content, replacing `path` atomically.
+void write_report(const std::filesystem::path& path, const nlohmann::json& report) {
+  pbllm::io::write_file_atomically(path.string(), [&](std::ostream& out) { out << report.dump(2) << "\n"; });
+}
+
 // The producing settings, for the packed file's metadata.
 nlohmann::json packed_settings(const Arguments& a) {
   return {{"method", a.method}, {"low_frac", a.gptq.low_frac}, {"high_bit", a.gptq.high_bit},
@@ -119,18 +124,18 @@ nlohmann::json packed_settings(const Arguments& a) {
 // back through the loader, which checks it) and records the sizes in report.json.
 void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const pbllm::model::DecoderModel& model,
                 const pbllm::pack::PackedLinears& packed, const std::filesystem::path& dir, nlohmann::json& report) {
-  namespace fs = std::filesystem;
   const pbllm::io::NamedTensors tensors(model.weights().begin(), model.weights().end());
-  const std::string report_text = report.dump(2) + "\n";
+  const std::map<std::string, std::string> report_file = {{"report.json", report.dump(2) + "\n"}};
   if (a.format == "pb") {
-    pbllm::io::write_folder_atomically(dir, [&](const fs::path& folder) {
-      pbllm::io::copy_model_side_files(source.dir(), folder);
-      pbllm::pack::save_packed_safetensors(folder / pbllm::pack::kPackedWeightsFile, tensors, packed,
-                                           packed_settings(a));
-      pbllm::io::write_text_file(folder / "report.json", report_text);
-    });
+    pbllm::io::save_model_directory(
+        source.dir(), dir,
+        [&](const std::filesystem::path& folder) {
+          pbllm::pack::save_packed_safetensors(folder / pbllm::pack::kPackedWeightsFile, tensors, packed,
+                                               packed_settings(a));
+        },
+        report_file);
   } else {
-    pbllm::io::save_hf_directory(source.dir(), dir, tensors, {{"report.json", report_text}});
+    pbllm::io::save_hf_directory(source.dir(), dir, tensors, report_file);
   }
   const auto saved = pbllm::io::Checkpoint::open(dir.string());
   const auto size = pbllm::pack::measure_model_size(saved, pbllm::pack::read_packed_linears(saved),
@@ -139,7 +144,7 @@ void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const p
   std::printf("saved %s\n%s", dir.c_str(), pbllm::pack::format_model_size(size, &source_size).c_str());
   report["size"] = size.to_json();
   report["source_size"] = source_size.to_json();
-  pbllm::io::write_file_atomically((dir / "report.json").string(), [&](std::ostream& out) { out << report.dump(2) << "\n"; });
+  write_report(dir / "report.json", report);
 }
 
 }  // namespace
@@ -229,11 +234,10 @@ int main(int argc, char** argv) {
       results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
       std::printf("%s", pbllm::eval::format_results(results, seqlen).c_str());
       report["perplexity"] = pbllm::eval::results_json(results);
-      if (a.save_given) pbllm::io::write_file_atomically((save_dir / "report.json").string(),
-                                                        [&](std::ostream& out) { out << report.dump(2) << "\n"; });
+      if (a.save_given) write_report(save_dir / "report.json", report);
     }
     if (!a.json.empty())
-      pbllm::io::write_file_atomically(a.json, [&](std::ostream& out) { out << report.dump(2) << "\n"; });
+      write_report(a.json, report);
     if (!eval_datasets.empty()) pbllm::eval::require_some_evaluated(results);
   });
 }

@@ -26,13 +26,24 @@ void write_text_file(const fs::path& path, const std::string& text) {
   PBLLM_CHECK(out.good(), path.string(), ": write failed (disk full?)");
 }
 
-void save_hf_directory(const fs::path& source, const fs::path& dir, const NamedTensors& tensors,
-                       const std::map<std::string, std::string>& extra_files) {
+void save_model_directory(const fs::path& source, const fs::path& dir,
+                          const std::function<void(const fs::path& folder)>& write_weights,
+                          const std::map<std::string, std::string>& extra_files) {
   write_folder_atomically(dir, [&](const fs::path& folder) {
     copy_model_side_files(source, folder);
-    save_safetensors((folder / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    write_weights(folder);
     for (const auto& [name, text] : extra_files) write_text_file(folder / name, text);
   });
+}
+
+void save_hf_directory(const fs::path& source, const fs::path& dir, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& extra_files) {
+  save_model_directory(
+      source, dir,
+      [&](const fs::path& folder) {
+        save_safetensors((folder / "model.safetensors").string(), tensors, {{"format", "pt"}});
+      },
+      extra_files);
 }
 
 }  // namespace pbllm::io

@@ -168,7 +168,8 @@ at::Tensor DecoderModel::embedding_rows(const std::string& name, const at::Tenso
   return to_compute(table.index_select(0, host_ids), device_, compute_dtype_).view({ids.size(0), ids.size(1), -1});
 }
 
-at::Tensor DecoderModel::packed_product(const std::string& name, const at::Tensor& x, const at::Tensor& bias) const {
+at::Tensor DecoderModel::packed_product(const std::string& prefix, const at::Tensor& x) const {
+  const std::string name = prefix + ".weight";
   auto packed = packed_.find(name);
   if (packed == packed_.end() || !device_.is_cpu() || x.numel() != x.size(-1) ||
       !pack::PackedGemv::supports(*packed->second))
@@ -181,7 +182,7 @@ at::Tensor DecoderModel::packed_product(const std::string& name, const at::Tenso
     gemv = kept;
   }
   at::Tensor y = (*gemv)(x.reshape({-1}).to(at::kFloat)).to(x.scalar_type());
-  if (bias.defined()) y.add_(bias);
+  if (const at::Tensor bias = optional_param(prefix + ".bias"); bias.defined()) y.add_(bias);
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = gemv->rows();
   return y.view(shape);
@@ -191,10 +192,9 @@ at::Tensor DecoderModel::linear(int64_t index, const std::string& linear, const 
                                 LinearInputObserver* observer) const {
   if (observer != nullptr) observer->observe(index, linear, x);
   const std::string prefix = str_cat(layer_prefix(index), linear);
-  const at::Tensor bias = optional_param(prefix + ".bias");
   // One token (generation): straight from the packed codes.
-  if (at::Tensor y = packed_product(prefix + ".weight", x, bias); y.defined()) return y;
-  return at::linear(x, param(prefix + ".weight"), bias);
+  if (at::Tensor y = packed_product(prefix, x); y.defined()) return y;
+  return at::linear(x, param(prefix + ".weight"), optional_param(prefix + ".bias"));
 }
 
 std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, const std::vector<std::string>& names,
@@ -203,8 +203,7 @@ std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, con
   // One token of a packed model: each Linear straight from its packed codes.
   std::vector<at::Tensor> outputs;
   for (const std::string& name : names) {
-    const std::string prefix = str_cat(layer_prefix(index), name);
-    at::Tensor y = packed_product(prefix + ".weight", x, optional_param(prefix + ".bias"));
+    at::Tensor y = packed_product(str_cat(layer_prefix(index), name), x);
     if (!y.defined()) break;
     outputs.push_back(std::move(y));
   }

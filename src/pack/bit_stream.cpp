@@ -69,17 +69,9 @@ uint64_t BitReader::get_unary() {
 
 std::vector<uint8_t> pack_codes(const std::vector<uint16_t>& codes, int bits) {
   PBLLM_CHECK(bits >= 1 && bits <= 16, "pack_codes: ", bits, " bits per code");
-  std::vector<uint8_t> bytes(packed_code_bytes(codes.size(), bits), 0);
-  uint64_t bit = 0;
-  for (const uint16_t code : codes) {
-    for (int done = 0; done < bits;) {
-      const int offset = static_cast<int>(bit & 7), take = std::min(8 - offset, bits - done);
-      bytes[bit >> 3] |= static_cast<uint8_t>(((code >> done) & ((1u << take) - 1)) << offset);
-      done += take;
-      bit += take;
-    }
-  }
-  return bytes;
+  BitWriter writer;
+  for (const uint16_t code : codes) writer.put(code, bits);
+  return writer.bytes();
 }
 
 }  // namespace pbllm::pack

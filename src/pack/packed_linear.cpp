@@ -202,8 +202,8 @@ void check_packed_linear(const PackedLinear& p) {
   require(p.high_codes, "high_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(p.salient, p.high_bit))});
   require(p.high_scale, "high_scale", at::kFloat, {p.rows});
   require(p.high_zero, "high_zero", p.high_bit <= 8 ? at::kByte : at::kInt, {p.rows});
-  PBLLM_CHECK(p.high_zero.to(at::kLong).max().item<int64_t>() < (int64_t{1} << p.high_bit) &&
-                  p.high_zero.to(at::kLong).min().item<int64_t>() >= 0,
+  const at::Tensor high_zero = p.high_zero.to(at::kLong);
+  PBLLM_CHECK(high_zero.max().item<int64_t>() < (int64_t{1} << p.high_bit) && high_zero.min().item<int64_t>() >= 0,
               name, ": a high-bit zero point is outside 0..", (1 << p.high_bit) - 1);
   switch (traits.storage) {
     case LowBitStorage::codes:

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -20,9 +21,15 @@ inline constexpr const char* kCopiedModelFiles[] = {
 
 // Copies those of kCopiedModelFiles that `source` has into `folder`.
 void copy_model_side_files(const std::filesystem::path& source, const std::filesystem::path& folder);
-// Writes `text` to folder/name, checking the write.
+// Writes `text` to `path`, checking the write.
 void write_text_file(const std::filesystem::path& path, const std::string& text);
 
+// A model folder: the source's side files, the weights file(s) `write_weights`
+// writes into the folder it is given, then `extra_files` (name -> text).
+void save_model_directory(const std::filesystem::path& source, const std::filesystem::path& dir,
+                          const std::function<void(const std::filesystem::path& folder)>& write_weights,
+                          const std::map<std::string, std::string>& extra_files);
+// The fake-quant Hugging Face folder: `tensors` in model.safetensors.
 void save_hf_directory(const std::filesystem::path& source, const std::filesystem::path& dir,
                        const NamedTensors& tensors, const std::map<std::string, std::string>& extra_files);
 

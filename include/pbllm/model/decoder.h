@@ -157,9 +157,10 @@ class DecoderModel {
   pack::PackedLinears packed_;
   // The GEMV layouts of packed Linears, made when a single token first needs them.
   mutable std::map<std::string, std::shared_ptr<const pack::PackedGemv>> gemvs_;
-  // The packed GEMV for x of one token times Linear `name` (+ bias), or an
-  // undefined tensor where it does not apply (not packed, not CPU, more tokens).
-  at::Tensor packed_product(const std::string& name, const at::Tensor& x, const at::Tensor& bias) const;
+  // The packed GEMV for x of one token times the Linear at `prefix` (its
+  // weight, plus its bias), or an undefined tensor where it does not apply (not
+  // packed, not CPU, more tokens) and nothing was read.
+  at::Tensor packed_product(const std::string& prefix, const at::Tensor& x) const;
 };
 
 }  // namespace pbllm::model
