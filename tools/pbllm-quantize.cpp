@@ -18,6 +18,7 @@
 #include "pbllm/model/device.h"
 #include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/quant/layer_driver.h"
+#include "pbllm/quant/run_state.h"
 #include "tool_main.h"
 
 namespace {
@@ -28,7 +29,7 @@ struct Arguments {
   std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json, format = "hf";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
-  bool save_given = false, eval_given = false, overwrite = false;
+  bool save_given = false, eval_given = false, overwrite = false, restart = false;
   std::string command;  // the command line, for the packed file's metadata
   pbllm::quant::GptqPbOptions gptq;
   pbllm::quant::LinearSelection selection;
@@ -69,6 +70,8 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--format", a.format, "--save as hf (fake-quant weights in the checkpoint's dtype) or pb (packed)")
       ->check(CLI::IsMember({"hf", "pb"}));
   app.add_flag("--overwrite", a.overwrite, "let --save replace a non-empty folder that is not an earlier pbllm output");
+  app.add_flag("--restart", a.restart,
+               "discard the layers an interrupted run of another command kept (DIR.pbllm-state beside --save)");
   app.add_option("--eval", a.eval, "perplexity after quantizing (default: wikitext2,ptb,c4)")->expected(0, 1);
   app.add_option("--max-windows,--max_windows", a.max_windows, "--eval only the first N windows of each dataset")
       ->check(CLI::PositiveNumber);
@@ -85,9 +88,10 @@ std::string default_save_dir(const Arguments& a) {
 }
 
 void print_linear(const pbllm::quant::LinearReport& r) {
-  std::printf("[layer %3lld] %-18s %6lld x %-6lld salient %5.2f%%  loss %12.4f  %8.1f ms%s\n", (long long)r.layer,
+  std::printf("[layer %3lld] %-18s %6lld x %-6lld salient %5.2f%%  loss %12.4f  %8.1f ms%s%s\n", (long long)r.layer,
               r.name.c_str(), (long long)r.rows, (long long)r.columns, 100 * r.salient_fraction, r.loss,
-              1000 * r.seconds, r.damping_retries ? str_cat("  (percdamp raised to ", r.percdamp_used, ")").c_str() : "");
+              1000 * r.seconds, r.damping_retries ? str_cat("  (percdamp raised to ", r.percdamp_used, ")").c_str() : "",
+              r.kept ? "  (kept by the interrupted run)" : "");
   std::fflush(stdout);
 }
 
@@ -101,6 +105,26 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
           {"high_range_from_salient", a.gptq.high_range_from_salient},
           {"zero_point_per_row", a.gptq.low.zero_point_per_row}, {"device", a.device},
           {"max_windows", a.max_windows}, {"format", a.format}};
+}
+
+// What decides the quantized weights, for the state folder: a resumed run must be the same run.
+nlohmann::json run_manifest(const Arguments& a, int64_t seqlen, const pbllm::io::Checkpoint& checkpoint,
+                            const std::filesystem::path& calibration_file, const std::string& calibration_sha256) {
+  nlohmann::json arguments = arguments_json(a, seqlen);
+  arguments.erase("model");        // its files' hashes say more than its path
+  arguments.erase("max_windows");  // evaluation only
+  nlohmann::json files;
+  const nlohmann::json model_files = pbllm::quant::model_file_hashes(checkpoint);
+  for (const auto& [name, hash] : model_files.items()) files["model's " + name] = hash;
+  files["calibration text " + calibration_file.filename().string()] = calibration_sha256;
+  return {{"state_version", 1}, {"pbllm_version", PBLLM_VERSION}, {"arguments", arguments}, {"files", files}};
+}
+
+// Added to an error or interruption once layers are kept: how to go on.
+std::string resume_note(const pbllm::quant::RunState& state) {
+  if (state.finished_layers() == 0) return "";
+  return str_cat("; layers 0..", state.finished_layers() - 1, " are kept in ", state.dir().string(),
+                 ": run the same command again to resume after them (--restart discards them)");
 }
 
 // report.json's content, replacing `path` atomically.
@@ -147,6 +171,58 @@ void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const p
   write_report(dir / "report.json", report);
 }
 
+// What the command resolves to before the work starts.
+struct Run {
+  pbllm::data::Dataset dataset;
+  std::filesystem::path data_dir, calibration_file, save_dir;
+  std::string calibration_sha256;
+  int64_t seqlen = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
+// Calibration, the layer-by-layer quantization (kept in `state` as it goes),
+// the summary and --save; returns the report.
+nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm::io::Checkpoint& checkpoint,
+                                 pbllm::model::DecoderModel& model, const pbllm::tokenizer::Tokenizer& tokenizer,
+                                 pbllm::quant::RunState& state) {
+  const auto windows =
+      pbllm::data::calibration_windows(run.dataset, tokenizer, run.data_dir, a.nsamples, a.seed, run.seqlen);
+  pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", run.seqlen, " tokens from ",
+                           run.calibration_file.string(), " (seed ", a.seed, ")"));
+
+  pbllm::pack::PackedLinears packed;
+  const auto reports = pbllm::quant::quantize_layers(model, windows, a.gptq, a.selection, print_linear,
+                                                     a.format == "pb" ? &packed : nullptr, &state);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
+  double loss = 0, salient_weights = 0, weights = 0;
+  for (const auto& r : reports) {
+    loss += r.loss;
+    salient_weights += r.salient_fraction * r.rows * r.columns;
+    weights += static_cast<double>(r.rows) * r.columns;
+  }
+  const double salient = weights > 0 ? salient_weights / weights : 0;
+  const double peak_gib = static_cast<double>(pbllm::model::peak_memory_bytes(model.device())) / (1 << 30);
+  std::printf("quantized %zu Linears (%.0f weights) in %.1f s, peak memory %.2f GiB on %s: total loss %.4f, "
+              "salient %.2f%% at %d bits, the rest %s\n",
+              reports.size(), weights, seconds, peak_gib, model.device().str().c_str(), loss, 100 * salient,
+              a.gptq.high_bit, a.method.c_str());
+
+  nlohmann::json report = {
+      {"arguments", arguments_json(a, run.seqlen)},
+      {"versions", {{"pbllm", PBLLM_VERSION}, {"torch", TORCH_VERSION}}},
+      {"calibration", {{"file", run.calibration_file.string()}, {"sha256", run.calibration_sha256},
+                       {"windows", windows.size()}, {"seqlen", run.seqlen}}},
+      {"linears", pbllm::quant::linear_reports_json(reports)},
+      {"totals", {{"loss", loss}, {"salient_fraction", salient}, {"seconds", seconds},
+                   {"peak_memory_gib", peak_gib}, {"linears", reports.size()}}}};
+  // Saved before --eval, so a failing evaluation cannot throw the quantization away.
+  if (a.save_given) {
+    pbllm::io::check_output_folder(run.save_dir, checkpoint.dir(), a.overwrite, "--save");  // again: an hour has passed
+    save_model(a, checkpoint, model, packed, run.save_dir, report);
+  }
+  return report;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,79 +241,60 @@ int main(int argc, char** argv) {
     a.gptq.low.method = pbllm::low_bit_method_from_name(a.method);
     a.gptq.metric = pbllm::quant::salient_metric_from_name(a.metric);
     a.gptq.validate();  // one-line errors before anything is loaded
-    const auto dataset = pbllm::data::Dataset::parse(a.dataset);
-    const std::filesystem::path data_dir = a.data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(a.data_dir);
-    const auto calibration_file = pbllm::data::dataset_file(dataset, pbllm::data::Split::calibration, data_dir);
+    Run run{pbllm::data::Dataset::parse(a.dataset)};
+    run.data_dir = a.data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(a.data_dir);
+    run.calibration_file = pbllm::data::dataset_file(run.dataset, pbllm::data::Split::calibration, run.data_dir);
     std::vector<std::string> eval_datasets;
     if (a.eval_given) eval_datasets = CLI::detail::split(a.eval.empty() ? "wikitext2,ptb,c4" : a.eval, ',');
     for (const std::string& name : eval_datasets) pbllm::data::Dataset::parse(name);
 
-    const auto start = std::chrono::steady_clock::now();
+    run.start = std::chrono::steady_clock::now();
     const auto checkpoint = pbllm::io::Checkpoint::open(a.model);
     // The destination is checked before any work: a bad --save fails now, not after an hour.
-    const std::filesystem::path save_dir = a.save.empty() ? default_save_dir(a) : a.save;
-    if (a.save_given) pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");
+    run.save_dir = a.save.empty() ? default_save_dir(a) : a.save;
+    if (a.save_given) pbllm::io::check_output_folder(run.save_dir, checkpoint.dir(), a.overwrite, "--save");
     if (!a.json.empty()) {
       pbllm::io::check_output_file(a.json, checkpoint.dir(), "--json");
       PBLLM_CHECK(!a.save_given || std::filesystem::weakly_canonical(std::filesystem::absolute(a.json)) !=
-                                       std::filesystem::weakly_canonical(std::filesystem::absolute(save_dir)),
+                                       std::filesystem::weakly_canonical(std::filesystem::absolute(run.save_dir)),
                   "--json ", a.json, " is the --save folder");
     }
     auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
     PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
                 " is a packed PB checkpoint: quantize the original model");
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
-    const int64_t seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
-    PBLLM_CHECK(seqlen <= model->config().max_position_embeddings, "--seqlen ", seqlen, " exceeds the model's ",
-                model->config().max_position_embeddings, " positions");
-    const auto windows = pbllm::data::calibration_windows(dataset, *tokenizer, data_dir, a.nsamples, a.seed, seqlen);
-    pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", seqlen, " tokens from ",
-                             calibration_file.string(), " (seed ", a.seed, ")"));
-
-    pbllm::pack::PackedLinears packed;
-    const auto reports = pbllm::quant::quantize_layers(*model, windows, a.gptq, a.selection, print_linear,
-                                                       a.format == "pb" ? &packed : nullptr);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    double loss = 0, salient_weights = 0, weights = 0;
-    for (const auto& r : reports) {
-      loss += r.loss;
-      salient_weights += r.salient_fraction * r.rows * r.columns;
-      weights += static_cast<double>(r.rows) * r.columns;
-    }
-    const double salient = weights > 0 ? salient_weights / weights : 0;
-    const double peak_gib = static_cast<double>(pbllm::model::peak_memory_bytes(model->device())) / (1 << 30);
-    std::printf("quantized %zu Linears (%.0f weights) in %.1f s, peak memory %.2f GiB on %s: total loss %.4f, "
-                "salient %.2f%% at %d bits, the rest %s\n",
-                reports.size(), weights, seconds, peak_gib, model->device().str().c_str(), loss, 100 * salient,
-                a.gptq.high_bit, a.method.c_str());
-
-    nlohmann::json report = {
-        {"arguments", arguments_json(a, seqlen)},
-        {"versions", {{"pbllm", PBLLM_VERSION}, {"torch", TORCH_VERSION}}},
-        {"calibration", {{"file", calibration_file.string()}, {"sha256", pbllm::io::sha256_file(calibration_file)},
-                         {"windows", windows.size()}, {"seqlen", seqlen}}},
-        {"linears", pbllm::quant::linear_reports_json(reports)},
-        {"totals", {{"loss", loss}, {"salient_fraction", salient}, {"seconds", seconds},
-                     {"peak_memory_gib", peak_gib}, {"linears", reports.size()}}}};
-    // Saved before --eval, so a failing evaluation cannot throw the quantization away.
-    if (a.save_given) {
-      pbllm::io::check_output_folder(save_dir, checkpoint.dir(), a.overwrite, "--save");  // again: an hour has passed
-      save_model(a, checkpoint, *model, packed, save_dir, report);
+    run.seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
+    PBLLM_CHECK(run.seqlen <= model->config().max_position_embeddings, "--seqlen ", run.seqlen,
+                " exceeds the model's ", model->config().max_position_embeddings, " positions");
+    run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
+    pbllm::quant::RunState state(pbllm::quant::state_dir_beside(run.save_dir),
+                                 run_manifest(a, run.seqlen, checkpoint, run.calibration_file, run.calibration_sha256),
+                                 a.restart);
+    nlohmann::json report;
+    try {
+      report = quantize_and_save(a, run, checkpoint, *model, *tokenizer, state);
+    } catch (const pbllm::Interrupted& stop) {
+      throw pbllm::Interrupted(stop.signal(), resume_note(state));
+    } catch (const pbllm::quant::StateError&) {
+      throw;  // about the kept layers themselves: resuming is what failed
+    } catch (const pbllm::Error& error) {
+      throw pbllm::Error(str_cat(error.what(), resume_note(state)));
     }
     std::vector<pbllm::eval::DatasetResult> results;
     if (!eval_datasets.empty()) {
       pbllm::eval::EvaluationOptions options;
       options.datasets = eval_datasets;
-      options.data_dir = data_dir;
-      options.seqlen = seqlen;
+      options.data_dir = run.data_dir;
+      options.seqlen = run.seqlen;
       options.max_windows = a.max_windows;
       results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
-      std::printf("%s", pbllm::eval::format_results(results, seqlen).c_str());
+      std::printf("%s", pbllm::eval::format_results(results, run.seqlen).c_str());
       report["perplexity"] = pbllm::eval::results_json(results);
-      if (a.save_given) write_report(save_dir / "report.json", report);
+      if (a.save_given) write_report(run.save_dir / "report.json", report);
     }
     if (!a.json.empty())
       write_report(a.json, report);
+    state.remove();  // the run is complete
     if (!eval_datasets.empty()) pbllm::eval::require_some_evaluated(results);
   });
 }

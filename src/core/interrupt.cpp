@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <string>
 
 namespace pbllm {
 namespace {
@@ -26,8 +28,9 @@ void on_signal(int signal) {
 
 }  // namespace
 
-Interrupted::Interrupted(int signal)
-    : Error(str_cat("interrupted by ", signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : strsignal(signal))),
+Interrupted::Interrupted(int signal, const std::string& note)
+    : Error(str_cat("interrupted by ", signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : strsignal(signal),
+                    note)),
       signal_(signal) {}
 
 void install_interrupt_handlers() {
@@ -46,6 +49,22 @@ int interrupt_signal() { return received_signal.load(); }
 
 void check_interrupted() {
   if (const int signal = interrupt_signal(); signal != 0) throw Interrupted(signal);
+}
+
+}  // namespace pbllm
+
+namespace pbllm {
+
+void signal_self_for_test(const char* point, int64_t index) {
+  const char* spec = std::getenv("PBLLM_TEST_SIGNAL");
+  if (spec == nullptr) return;
+  const std::string text = spec;  // "<point>:<index>:<KILL|TERM|INT>"
+  const std::string prefix = str_cat(point, ":", index, ":");
+  if (text.rfind(prefix, 0) != 0) return;
+  const std::string name = text.substr(prefix.size());
+  const int signal = name == "KILL" ? SIGKILL : name == "TERM" ? SIGTERM : name == "INT" ? SIGINT : 0;
+  PBLLM_CHECK(signal != 0, "PBLLM_TEST_SIGNAL=", text, ": the signal must be KILL, TERM or INT");
+  ::raise(signal);
 }
 
 }  // namespace pbllm

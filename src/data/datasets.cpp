@@ -98,7 +98,20 @@ Dataset Dataset::parse(const std::string& name) {
 
 fs::path default_data_dir() {
   if (const char* env = std::getenv("PBLLM_DATA"); env && *env) return env;
-  return PBLLM_BUNDLED_DATA_DIR;
+  std::error_code error;
+  const fs::path executable = fs::read_symlink("/proc/self/exe", error);
+  // Installed (cmake --install): <prefix>/bin/pbllm-* beside <prefix>/share/pbllm/data, wherever
+  // the prefix was moved; else the source tree the build ran in, while it is there.
+  const std::vector<fs::path> candidates = {
+      error ? fs::path() : (executable.parent_path().parent_path() / kInstalledDataDir).lexically_normal(),
+      PBLLM_SOURCE_DATA_DIR};
+  std::string looked;
+  for (const fs::path& candidate : candidates) {
+    if (candidate.empty()) continue;
+    if (fs::is_directory(candidate)) return candidate;
+    looked += (looked.empty() ? "" : ", ") + candidate.string();
+  }
+  throw Error(str_cat("no data folder (looked in ", looked, "): set PBLLM_DATA or pass --data-dir"));
 }
 
 fs::path dataset_file(const Dataset& dataset, Split split, const fs::path& data_dir) {

@@ -42,7 +42,7 @@ T field(const nlohmann::json& entry, const char* key, const std::string& where) 
   }
 }
 
-PackedLinear packed_from_metadata(const io::Checkpoint& checkpoint, const std::string& name,
+PackedLinear packed_from_metadata(const io::SafetensorsFile& source, const std::string& name,
                                   const nlohmann::json& entry, const std::string& file) {
   const std::string where = str_cat(file, ": Linear ", name);
   PackedLinear p;
@@ -59,7 +59,7 @@ PackedLinear packed_from_metadata(const io::Checkpoint& checkpoint, const std::s
   p.salient = field<int64_t>(entry, "salient", where);
   auto tensor = [&](const char* suffix) {
     const std::string key = name + kSeparator + suffix;
-    return checkpoint.has_tensor(key) ? checkpoint.tensor(key) : at::Tensor();
+    return source.contains(key) ? source.tensor(key) : at::Tensor();
   };
   p.mask = tensor("mask");
   p.mask_index = tensor("mask_index");
@@ -98,9 +98,12 @@ void save_packed_safetensors(const fs::path& path, const io::NamedTensors& plain
 }
 
 PackedLinears read_packed_linears(const io::Checkpoint& checkpoint) {
+  if (checkpoint.weights_file() != kPackedWeightsFile) return {};
+  return read_packed_linears(*checkpoint.safetensors_files().at(0));
+}
+
+PackedLinears read_packed_linears(const io::SafetensorsFile& file) {
   PackedLinears packed;
-  if (checkpoint.weights_file() != kPackedWeightsFile) return packed;
-  const io::SafetensorsFile& file = *checkpoint.safetensors_files().at(0);
   const auto& metadata = file.metadata();
   auto format = metadata.find("pbllm.format");
   PBLLM_CHECK(format != metadata.end() && format->second == "pb", file.path(),
@@ -112,8 +115,8 @@ PackedLinears read_packed_linears(const io::Checkpoint& checkpoint) {
   const nlohmann::json linears = metadata_json(file, "pbllm.linears");
   PBLLM_CHECK(linears.is_object(), file.path(), ": __metadata__ \"pbllm.linears\" is not an object");
   for (const auto& [name, entry] : linears.items())
-    packed[name] = std::make_shared<const PackedLinear>(packed_from_metadata(checkpoint, name, entry, file.path()));
-  for (const std::string& name : checkpoint.tensor_names()) {
+    packed[name] = std::make_shared<const PackedLinear>(packed_from_metadata(file, name, entry, file.path()));
+  for (const std::string& name : file.names()) {
     if (!is_packed_tensor_name(name)) continue;
     PBLLM_CHECK(packed.count(name.substr(0, name.find(kSeparator))), file.path(), ": tensor '", name,
                 "' belongs to no Linear listed in __metadata__ \"pbllm.linears\"");

@@ -12,6 +12,7 @@
 #include "pbllm/core/check.h"
 #include "pbllm/core/interrupt.h"
 #include "pbllm/quant/hessian.h"
+#include "pbllm/quant/run_state.h"
 #include "pbllm/report/logging.h"
 #include "pbllm/report/progress.h"
 
@@ -101,11 +102,67 @@ class LayerResidency {
 
 }  // namespace
 
+namespace {
+
+// GPTQ-PB on the `chosen` Linears of `layer`, whose input is `hidden`: the
+// Hessians from one pass with the original weights, then each Linear in turn.
+LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::Tensor& hidden,
+                          const std::vector<std::string>& chosen, const GptqPbOptions& options, bool pack_linears,
+                          const std::function<void(const LinearReport&)>& on_linear) {
+  LayerState finished;
+  if (chosen.empty()) return finished;
+  HessianObserver observer(chosen);
+  run_layer(model, layer, hidden, &observer);
+  for (const std::string& linear : chosen) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string weight_name = model.linear_weight_name(layer, linear);
+    const std::string label = str_cat("layer ", layer, " ", linear);
+    const at::Tensor& hessian = observer.hessian(linear);
+    log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
+    // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
+    const at::Tensor weight = model.weight(weight_name).to(model.device());
+    const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label);
+    if (pack_linears)
+      finished.packed[weight_name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(
+          quantized_linear(result, options, model.weight(weight_name).scalar_type()), weight_name));
+    model.set_weight(weight_name, result.weight);
+    finished.weights.emplace_back(weight_name, model.weight(weight_name));
+    LinearReport entry;
+    entry.layer = layer;
+    entry.name = linear;
+    entry.rows = result.weight.size(0);
+    entry.columns = result.weight.size(1);
+    entry.loss = result.loss;
+    entry.salient_fraction = result.salient_fraction;
+    entry.percdamp_used = result.percdamp_used;
+    entry.damping_retries = result.damping_retries;
+    entry.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (on_linear) on_linear(entry);
+    finished.reports.push_back(std::move(entry));
+    check_interrupted();
+  }
+  return finished;
+}
+
+// A layer read back from the state folder: its weights set as quantizing them would.
+LayerState restore_layer(model::DecoderModel& model, const RunState& state, int64_t layer,
+                         const std::function<void(const LinearReport&)>& on_linear) {
+  LayerState kept = state.load_layer(layer);
+  for (const auto& [name, weight] : kept.weights) model.set_weight(name, weight);
+  for (LinearReport& report : kept.reports) {
+    report.kept = true;
+    if (on_linear) on_linear(report);
+  }
+  return kept;
+}
+
+}  // namespace
+
 std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
                                           const std::vector<std::vector<int32_t>>& calibration_windows,
                                           const GptqPbOptions& options, const LinearSelection& selection,
                                           const std::function<void(const LinearReport&)>& on_linear,
-                                          pack::PackedLinears* packed) {
+                                          pack::PackedLinears* packed, RunState* state) {
   options.validate();
   PBLLM_CHECK(!calibration_windows.empty(), "no calibration windows (--nsamples must be positive)");
   c10::NoGradGuard no_grad;
@@ -115,46 +172,33 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
                              .view({static_cast<int64_t>(calibration_windows.size()), -1});
   at::Tensor hidden = model.embed(ids);
 
+  const int64_t kept_layers = state ? state->finished_layers() : 0;
+  PBLLM_CHECK(kept_layers <= model.num_layers(), state ? state->dir().string() : "", " holds ", kept_layers,
+              " layers; the model has ", model.num_layers(), ": add --restart to start over");
+  if (kept_layers > 0)
+    log::info(str_cat("resuming: layers 0..", kept_layers - 1, " are read back from ", state->dir().string(),
+                      " and their outputs recomputed"));
   std::vector<LinearReport> reports;
   report::Progress progress("quantize", model.num_layers(), "layers");
   LayerResidency residency(model);
   for (int64_t layer = 0; layer < model.num_layers(); ++layer) {
     residency.hold(layer);
     log::debug(str_cat("layer ", layer, ": ", model.resident_bytes() >> 20, " MiB of weights on ", model.device().str()));
-    std::vector<std::string> chosen;
-    for (const std::string& linear : model.linear_names())
-      if (selection.selected(layer, linear)) chosen.push_back(linear);
-    if (!chosen.empty()) {
-      HessianObserver observer(chosen);
-      run_layer(model, layer, hidden, &observer);
-      for (const std::string& linear : chosen) {
-        const auto start = std::chrono::steady_clock::now();
-        const std::string weight_name = model.linear_weight_name(layer, linear);
-        const std::string label = str_cat("layer ", layer, " ", linear);
-        const at::Tensor& hessian = observer.hessian(linear);
-        log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
-        // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
-        const at::Tensor weight = model.weight(weight_name).to(model.device());
-        const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label);
-        if (packed != nullptr)
-          (*packed)[weight_name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(
-              quantized_linear(result, options, model.weight(weight_name).scalar_type()), weight_name));
-        model.set_weight(weight_name, result.weight);
-        LinearReport entry;
-        entry.layer = layer;
-        entry.name = linear;
-        entry.rows = result.weight.size(0);
-        entry.columns = result.weight.size(1);
-        entry.loss = result.loss;
-        entry.salient_fraction = result.salient_fraction;
-        entry.percdamp_used = result.percdamp_used;
-        entry.damping_retries = result.damping_retries;
-        entry.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (on_linear) on_linear(entry);
-        reports.push_back(std::move(entry));
-        check_interrupted();
+    LayerState finished;
+    if (layer < kept_layers) {
+      finished = restore_layer(model, *state, layer, on_linear);
+    } else {
+      std::vector<std::string> chosen;
+      for (const std::string& linear : model.linear_names())
+        if (selection.selected(layer, linear)) chosen.push_back(linear);
+      finished = quantize_layer(model, layer, hidden, chosen, options, packed != nullptr, on_linear);
+      if (state) {
+        state->save_layer(finished);
+        signal_self_for_test("layer", layer);
       }
     }
+    if (packed != nullptr) packed->insert(finished.packed.begin(), finished.packed.end());
+    reports.insert(reports.end(), finished.reports.begin(), finished.reports.end());
     hidden = run_layer(model, layer, hidden, nullptr);
     progress.update(layer + 1);
   }
@@ -190,6 +234,26 @@ nlohmann::json linear_reports_json(const std::vector<LinearReport>& reports) {
                     {"percdamp", r.percdamp_used},
                     {"damping_retries", r.damping_retries}});
   return list;
+}
+
+std::vector<LinearReport> linear_reports_from_json(const nlohmann::json& list) {
+  std::vector<LinearReport> reports;
+  for (const nlohmann::json& item : list) {
+    LinearReport r;
+    r.layer = item.at("layer").get<int64_t>();
+    r.name = item.at("name").get<std::string>();
+    const auto shape = item.at("shape").get<std::vector<int64_t>>();
+    PBLLM_CHECK(shape.size() == 2, "a Linear's shape is not [rows, columns]");
+    r.rows = shape[0];
+    r.columns = shape[1];
+    r.loss = item.at("loss").get<double>();
+    r.salient_fraction = item.at("salient_fraction").get<double>();
+    r.seconds = item.at("seconds").get<double>();
+    r.percdamp_used = item.at("percdamp").get<double>();
+    r.damping_retries = item.at("damping_retries").get<int>();
+    reports.push_back(std::move(r));
+  }
+  return reports;
 }
 
 }  // namespace pbllm::quant

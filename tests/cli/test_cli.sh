@@ -7,27 +7,7 @@ set -uo pipefail
 BUILD=$1 SOURCE=$2
 QUANTIZE="$BUILD/tools/pbllm-quantize" EVAL="$BUILD/tools/pbllm-eval"
 MODEL="$SOURCE/data/stories260K"
-SCRATCH=$(mktemp -d)
-trap 'rm -rf "$SCRATCH"' EXIT
-passed=0 failed=0
-
-# expect_error NEEDLE COMMAND...: non-zero exit, exactly one stderr line containing NEEDLE.
-expect_error() {
-  local needle=$1; shift
-  "$@" >"$SCRATCH/out" 2>"$SCRATCH/err"
-  local status=$? lines
-  lines=$(wc -l <"$SCRATCH/err")
-  if [[ $status -ne 0 && $lines -eq 1 ]] && grep -qF -- "$needle" "$SCRATCH/err"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $* -> exit $status, $lines stderr lines, expected one containing '$needle':"; cat "$SCRATCH/err"
-  fi
-}
-check() {  # check DESCRIPTION CONDITION...
-  local what=$1; shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $what"; fi
-}
+source "$(dirname "$0")/lib.sh"
 
 expect_error "--low_frac 1.5 is outside [0, 1]" "$QUANTIZE" "$MODEL" ptb xnor --low_frac 1.5
 expect_error "--low_frac -0.1 is outside [0, 1]" "$QUANTIZE" "$MODEL" ptb xnor --low-frac=-0.1
@@ -156,8 +136,7 @@ for signal in TERM INT; do
   expected=$([[ $signal == TERM ]] && echo 143 || echo 130)
   check "SIG$signal exits $expected (got $status)" test $status -eq "$expected"
   check "SIG$signal says so" grep -q "interrupted by SIG$signal" "$SCRATCH/err"
-  check "SIG$signal leaves no folder" test -z "$(ls -d "$SCRATCH/s$signal"* 2>/dev/null)"
+  check "SIG$signal leaves no output folder" test -z "$(ls -d "$SCRATCH/s$signal" "$SCRATCH/s$signal".tmp.* 2>/dev/null)"
 done
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

@@ -5,13 +5,16 @@
 // The tools turn Interrupted into one line and exit status 128 + signal.
 #pragma once
 
+#include <cstdint>
+
 #include "pbllm/core/check.h"
 
 namespace pbllm {
 
 class Interrupted : public Error {
  public:
-  explicit Interrupted(int signal);
+  // `note` is added to the message (e.g. where the finished work is kept).
+  explicit Interrupted(int signal, const std::string& note = "");
   int signal() const { return signal_; }
   int exit_status() const { return 128 + signal_; }
 
@@ -26,5 +29,11 @@ void install_interrupt_handlers();
 int interrupt_signal();
 // Throws Interrupted when a signal has arrived.
 void check_interrupted();
+
+// Fault injection for the resume tests: with PBLLM_TEST_SIGNAL="<point>:<index>:<KILL|TERM|INT>"
+// in the environment, the process sends itself that signal when it reaches
+// that point ("layer" after layer <index> is kept), as a kill from outside
+// at exactly that moment would. Without the variable it does nothing.
+void signal_self_for_test(const char* point, int64_t index);
 
 }  // namespace pbllm

@@ -32,7 +32,12 @@ struct Dataset {
   static Dataset parse(const std::string& name);
 };
 
-// $PBLLM_DATA when set, else the project's bundled data/ folder.
+// Where `cmake --install` puts the bundled data, under the prefix.
+inline constexpr const char* kInstalledDataDir = "share/pbllm/data";
+
+// $PBLLM_DATA when set; else <prefix>/share/pbllm/data beside an installed
+// executable's <prefix>/bin; else the bundled data/ of the source tree the
+// build ran in. None there: an error naming the places looked.
 std::filesystem::path default_data_dir();
 
 // The file a dataset reads for a split. Missing: an error naming the file,

@@ -39,6 +39,8 @@ void save_packed_safetensors(const std::filesystem::path& path, const io::NamedT
 // The packed Linears of a checkpoint (none unless its weights file is
 // model.pb.safetensors), each checked against its metadata.
 PackedLinears read_packed_linears(const io::Checkpoint& checkpoint);
+// The same for one file written by save_packed_safetensors (the state folder's layers too).
+PackedLinears read_packed_linears(const io::SafetensorsFile& file);
 // "...weight.pb.mask" and the like: tensors that belong to a packed Linear.
 bool is_packed_tensor_name(const std::string& name);
 

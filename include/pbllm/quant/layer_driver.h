@@ -36,17 +36,22 @@ struct LinearReport {
   double seconds = 0;
   double percdamp_used = 0;
   int damping_retries = 0;
+  bool kept = false;  // read back from the state folder of an interrupted run, not quantized now
 };
+
+class RunState;
 
 // Quantizes `model` in place (its weights replaced by the quantized values in
 // their original dtype); `on_linear` is called after each Linear. With
 // `packed`, each quantized Linear is also encoded there (by weight name) for
-// the packed PB checkpoint.
+// the packed PB checkpoint. With `state`, each finished layer is kept there,
+// and the layers it already holds are read back instead of quantized again
+// (their inputs recomputed through them).
 std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
                                           const std::vector<std::vector<int32_t>>& calibration_windows,
                                           const GptqPbOptions& options, const LinearSelection& selection,
                                           const std::function<void(const LinearReport&)>& on_linear = {},
-                                          pack::PackedLinears* packed = nullptr);
+                                          pack::PackedLinears* packed = nullptr, RunState* state = nullptr);
 
 // What the packed format needs of one GPTQ-PB result.
 pack::QuantizedLinear quantized_linear(const GptqPbResult& result, const GptqPbOptions& options,
@@ -54,5 +59,7 @@ pack::QuantizedLinear quantized_linear(const GptqPbResult& result, const GptqPbO
 
 // [{"layer", "name", "shape", "loss", "salient_fraction", "seconds", "percdamp", "damping_retries"}, ...]
 nlohmann::json linear_reports_json(const std::vector<LinearReport>& reports);
+// The inverse (for the state folder); a missing or mistyped key throws.
+std::vector<LinearReport> linear_reports_from_json(const nlohmann::json& list);
 
 }  // namespace pbllm::quant
