@@ -3,12 +3,14 @@
 # and builds pbllm in build/. Idempotent and quiet when everything is there.
 #   scripts/setup.sh            # Release build in build/
 #   BUILD_DIR=out scripts/setup.sh
+#   EXTRA_APT_PACKAGES="clang libomp-dev" CXX=clang++ BUILD_DIR=build-asan CMAKE_ARGS=... scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 
 APT_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libcli11-dev libspdlog-dev nlohmann-json3-dev
-              libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev zlib1g-dev python3 python3-pip)
+              libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev zlib1g-dev python3 python3-pip
+              ${EXTRA_APT_PACKAGES:-})
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

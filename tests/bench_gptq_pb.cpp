@@ -58,11 +58,11 @@ int main(int argc, char** argv) {
   bool skip_restated = false;
   app.add_option("--shapes", shapes, "ROWSxCOLUMNS of each Linear (rows = out_features)")->delimiter(',');
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
-  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(CLI::PositiveNumber);
+  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(pbllm::tools::count_range());
   app.add_flag("--skip-restated", skip_restated, "do not time the restated loop (slow on a CPU)");
   app.add_option("--json", json_path, "write the figures here");
   common.add_to(app);
-  return pbllm::tools::run_tool(app, argc, argv, [&] {
+  pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     const at::Device device = pbllm::model::parse_device(device_name);
     c10::NoGradGuard no_grad;

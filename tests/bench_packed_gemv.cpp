@@ -20,9 +20,9 @@ int main(int argc, char** argv) {
   int repeat = 20;
   pbllm::tools::CommonFlags common;
   app.add_option("--shapes", shapes, "ROWSxCOLUMNS of each Linear (rows = out_features)")->delimiter(',');
-  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(CLI::PositiveNumber);
+  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(pbllm::tools::count_range());
   common.add_to(app);
-  return pbllm::tools::run_tool(app, argc, argv, [&] {
+  pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     c10::NoGradGuard no_grad;
     for (const std::string& shape : shapes) {

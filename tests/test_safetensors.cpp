@@ -105,6 +105,14 @@ TEST(Safetensors, ShapeTimesDtypeDiffersFromByteLength) {
   EXPECT_ERROR_CONTAINS(SafetensorsFile((dir / "x.safetensors").string()), "need 6");
 }
 
+TEST(Safetensors, ShapeWhoseByteSizeOverflowsIsAnError) {
+  const ScratchDir dir;
+  // 2^32 x 2^32 x 4 bytes wraps to 0, which the data offsets [0, 0] would match.
+  write_raw(dir / "x.safetensors",
+            R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", "");
+  EXPECT_ERROR_CONTAINS(SafetensorsFile((dir / "x.safetensors").string()), "whose byte size overflows 64 bits");
+}
+
 TEST(Safetensors, UnknownDtype) {
   ScratchDir dir;
   write_raw(dir / "x.safetensors", R"({"w": {"dtype": "F8_E9", "shape": [1], "data_offsets": [0, 1]}})",

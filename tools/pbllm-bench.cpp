@@ -25,14 +25,14 @@ int main(int argc, char** argv) {
   app.fallthrough();  // --threads and the other common flags may follow the subcommand
   int repeat = 3;
   pbllm::tools::CommonFlags common;
-  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(CLI::PositiveNumber);
+  app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(pbllm::tools::count_range());
   common.add_to(app);
 
   std::string model_arg, device_name = "cpu";
   int64_t seqlen = 2048;
   CLI::App* forward = app.add_subcommand("forward", "tokens/s of a full forward (embed, layers, head)");
   forward->add_option("model", model_arg, "checkpoint directory or ORG/NAME")->required();
-  forward->add_option("--seqlen", seqlen, "tokens per forward")->check(CLI::PositiveNumber);
+  forward->add_option("--seqlen", seqlen, "tokens per forward")->check(pbllm::tools::count_range());
   forward->add_option("--device", device_name, "cpu, cuda or cuda:N");
 
   std::string tokenizer_dir, text_path;
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   CLI::App* decode = app.add_subcommand("decode", "GB/s of float32 output decoding every packed Linear");
   decode->add_option("model", packed_arg, "a packed PB checkpoint (pbllm-quantize --save DIR --format pb)")->required();
 
-  return pbllm::tools::run_tool(app, argc, argv, [&] {
+  pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     if (*decode) {
       const auto checkpoint = pbllm::io::Checkpoint::open(packed_arg);

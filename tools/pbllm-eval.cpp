@@ -26,10 +26,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir,--data_dir", data_dir, "dataset folder (default: $PBLLM_DATA, else the bundled data/)");
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
   app.add_option("--max-windows,--max_windows", options.max_windows, "evaluate only the first N windows")
-      ->check(CLI::PositiveNumber);
+      ->check(pbllm::tools::count_range());
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   common.add_to(app);
-  return pbllm::tools::run_tool(app, argc, argv, [&] {
+  pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     options.datasets = CLI::detail::split(datasets, ',');
     for (const std::string& name : options.datasets) pbllm::data::Dataset::parse(name);  // fail before loading

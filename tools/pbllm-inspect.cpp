@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096));
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
   common.add_to(app);
-  return pbllm::tools::run_tool(app, argc, argv, [&] {
+  pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
     const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));

@@ -18,6 +18,7 @@
 #include "pbllm/model/device.h"
 #include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/quant/layer_driver.h"
+#include "pbllm/quant/run_plan.h"
 #include "pbllm/quant/run_state.h"
 #include "tool_main.h"
 
@@ -29,7 +30,7 @@ struct Arguments {
   std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json, format = "hf";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
-  bool save_given = false, eval_given = false, overwrite = false, restart = false;
+  bool save_given = false, eval_given = false, overwrite = false, restart = false, dry_run = false, force = false;
   std::string command;  // the command line, for the packed file's metadata
   pbllm::quant::GptqPbOptions gptq;
   pbllm::quant::LinearSelection selection;
@@ -45,7 +46,7 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--high_bit,--high-bit", a.gptq.high_bit, "bits of the salient weights (1..16)");
   app.add_option("--salient_metric,--salient-metric", a.metric, "magnitude or hessian")
       ->check(CLI::IsMember({"magnitude", "hessian"}));
-  app.add_option("--nsamples", a.nsamples, "calibration windows")->check(CLI::PositiveNumber);
+  app.add_option("--nsamples", a.nsamples, "calibration windows")->check(pbllm::tools::count_range());
   app.add_option("--seed", a.seed, "random.seed for the calibration windows");
   app.add_option("--seqlen", a.seqlen, "window length (default: min(2048, the model's context))")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
@@ -72,9 +73,11 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_flag("--overwrite", a.overwrite, "let --save replace a non-empty folder that is not an earlier pbllm output");
   app.add_flag("--restart", a.restart,
                "discard the layers an interrupted run of another command kept (DIR.pbllm-state beside --save)");
+  app.add_flag("--dry-run,--dry_run", a.dry_run, "print the memory and time plan and exit");
+  app.add_flag("--force", a.force, "run even when the plan's peak memory exceeds what is available");
   app.add_option("--eval", a.eval, "perplexity after quantizing (default: wikitext2,ptb,c4)")->expected(0, 1);
   app.add_option("--max-windows,--max_windows", a.max_windows, "--eval only the first N windows of each dataset")
-      ->check(CLI::PositiveNumber);
+      ->check(pbllm::tools::count_range());
   app.add_option("--json", a.json, "write report.json's content to this file too");
 }
 
@@ -127,6 +130,35 @@ std::string resume_note(const pbllm::quant::RunState& state) {
                  ": run the same command again to resume after them (--restart discards them)");
 }
 
+// What the command resolves to before the work starts.
+struct Run {
+  pbllm::data::Dataset dataset;
+  std::filesystem::path data_dir, calibration_file, save_dir;
+  std::string calibration_sha256;
+  int64_t seqlen = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
+// The plan of this run (printed); an error when it does not fit, unless --force.
+void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderModel& model, bool evaluate,
+                int64_t kept_layers) {
+  pbllm::quant::RunShape shape;
+  shape.windows = a.nsamples;
+  shape.seqlen = run.seqlen;
+  shape.selection = a.selection;
+  shape.blocksize = a.gptq.blocksize;
+  shape.packed = a.format == "pb";
+  shape.eval_seqlen = evaluate ? run.seqlen : 0;
+  shape.kept_layers = kept_layers;
+  const auto plan = pbllm::quant::plan_run(model, shape);
+  std::printf("%s", plan.format().c_str());
+  std::fflush(stdout);
+  for (const auto& memory : plan.memories)
+    PBLLM_CHECK(memory.fits() || a.force || a.dry_run, "the plan needs ", memory.peak_bytes >> 20, " MiB on ",
+                memory.where, " but ", memory.available_bytes >> 20,
+                " MiB are available: lower --nsamples / --seqlen, free memory, or add --force to run anyway");
+}
+
 // report.json's content, replacing `path` atomically.
 void write_report(const std::filesystem::path& path, const nlohmann::json& report) {
   pbllm::io::write_file_atomically(path.string(), [&](std::ostream& out) { out << report.dump(2) << "\n"; });
@@ -170,15 +202,6 @@ void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const p
   report["source_size"] = source_size.to_json();
   write_report(dir / "report.json", report);
 }
-
-// What the command resolves to before the work starts.
-struct Run {
-  pbllm::data::Dataset dataset;
-  std::filesystem::path data_dir, calibration_file, save_dir;
-  std::string calibration_sha256;
-  int64_t seqlen = 0;
-  std::chrono::steady_clock::time_point start;
-};
 
 // Calibration, the layer-by-layer quantization (kept in `state` as it goes),
 // the summary and --save; returns the report.
@@ -232,7 +255,7 @@ int main(int argc, char** argv) {
   pbllm::tools::CommonFlags common;
   add_flags(app, a);
   common.add_to(app);
-  return pbllm::tools::run_tool(app, argc, argv, [&] {
+  pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     a.save_given = app.count("--save") > 0;
     for (int i = 0; i < argc; ++i) a.command += str_cat(i ? " " : "", argv[i]);
@@ -262,14 +285,20 @@ int main(int argc, char** argv) {
     auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
     PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
                 " is a packed PB checkpoint: quantize the original model");
+    pbllm::quant::require_selected_linears(*model, a.selection);
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     run.seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
     PBLLM_CHECK(run.seqlen <= model->config().max_position_embeddings, "--seqlen ", run.seqlen,
                 " exceeds the model's ", model->config().max_position_embeddings, " positions");
+    if (a.dry_run) {
+      check_plan(a, run, *model, !eval_datasets.empty(), 0);
+      return;
+    }
     run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
     pbllm::quant::RunState state(pbllm::quant::state_dir_beside(run.save_dir),
                                  run_manifest(a, run.seqlen, checkpoint, run.calibration_file, run.calibration_sha256),
                                  a.restart);
+    check_plan(a, run, *model, !eval_datasets.empty(), state.finished_layers());
     nlohmann::json report;
     try {
       report = quantize_and_save(a, run, checkpoint, *model, *tokenizer, state);

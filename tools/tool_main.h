@@ -1,10 +1,17 @@
 // What every pbllm tool's main shares: library errors become one line on
 // stderr and exit code 1; SIGINT / SIGTERM stop at the next safe point with
 // exit status 130 / 143; CLI11 parse errors its usual message and code.
+// The process ends with _Exit once its output is flushed: the static
+// destructors of LibTorch and the CUDA libraries would page in ~100 MiB of
+// their code on the way out (measured), raising the peak resident set of a
+// small run by a quarter for nothing. Everything the tools write is closed
+// (and renamed into place) before the body returns.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -15,12 +22,16 @@
 
 namespace pbllm::tools {
 
+// The check of a count flag (--nsamples, --repeat, ...): CLI11's PositiveNumber
+// would print its bound as a 300-digit double.
+inline CLI::Range count_range() { return CLI::Range(int64_t{1}, int64_t{1} << 40); }
+
 // Flags every tool has: --threads, --log-level.
 struct CommonFlags {
   int threads = 0;
   std::string log_level = "info";
   void add_to(CLI::App& app) {
-    app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores)")->check(CLI::NonNegativeNumber);
+    app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores)")->check(CLI::Range(0, 1 << 20));
     app.add_option("--log-level", log_level, "debug, info, warn, error or off")
         ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
   }
@@ -30,12 +41,23 @@ struct CommonFlags {
   }
 };
 
-// Parses argv into `app`, then runs `body`; returns the process exit code.
-inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<void()>& body) {
+// Flushes what was printed and ends the process with `status`.
+[[noreturn]] inline void end_process(int status) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::_Exit(status);
+}
+
+// Parses argv into `app`, then runs `body`; the exit code of the whole tool.
+inline int exit_status_of(CLI::App& app, int argc, char** argv, const std::function<void()>& body) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    if (error.get_exit_code() == 0) return app.exit(error);  // --help
+    // One line with the tool's name, as every other error.
+    std::cerr << app.get_name() << ": error: " << error.what() << " (see --help)\n";
+    return error.get_exit_code();
   }
   install_interrupt_handlers();
   try {
@@ -50,6 +72,11 @@ inline int run_tool(CLI::App& app, int argc, char** argv, const std::function<vo
     std::cerr << app.get_name() << ": error: " << error.what() << "\n";
     return 1;
   }
+}
+
+// Runs the tool and ends the process with its exit code.
+[[noreturn]] inline void run_tool(CLI::App& app, int argc, char** argv, const std::function<void()>& body) {
+  end_process(exit_status_of(app, argc, argv, body));
 }
 
 }  // namespace pbllm::tools

@@ -144,10 +144,32 @@ std::string joined_text(const Dataset& dataset, Split split, const fs::path& dat
   throw Error("c4 has no single joined text: use read_c4_documents");
 }
 
-std::vector<std::string> read_c4_documents(const fs::path& path, size_t limit) {
+namespace {
+
+// Opens a gzip file for reading; an empty, corrupt or uncompressed one (zlib
+// would read it as it is, and its first line would be reported as bad JSON)
+// is an error naming it.
+gzFile open_gzip(const fs::path& path) {
   gzFile file = gzopen(path.c_str(), "rb");
   PBLLM_CHECK(file != nullptr, path.string(), ": cannot open");
   gzbuffer(file, 1 << 20);
+  char first = 0;
+  const int read = gzread(file, &first, 1);
+  int code = Z_OK;
+  const std::string message = gzerror(file, &code);
+  const bool corrupt = read < 0 || (code != Z_OK && code != Z_STREAM_END);
+  const bool plain = read > 0 && gzdirect(file);
+  if (read > 0 && !corrupt && !plain && gzrewind(file) == 0) return file;
+  gzclose(file);
+  throw Error(str_cat(path.string(), corrupt ? ": corrupt gzip data (" + message + ")"
+                                     : plain ? ": not gzip data (c4 files are gzip'd JSON lines)"
+                                             : ": no data"));
+}
+
+}  // namespace
+
+std::vector<std::string> read_c4_documents(const fs::path& path, size_t limit) {
+  gzFile file = open_gzip(path);
   std::vector<std::string> documents;
   std::string line;
   char chunk[1 << 16];

@@ -25,10 +25,13 @@ constexpr std::array<std::pair<const char*, at::ScalarType>, 11> kDtypes{{
 // corrupt length cannot make us parse gigabytes of tensor data as JSON.
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 
-size_t element_count(const std::vector<int64_t>& shape) {
-  size_t count = 1;
-  for (int64_t dim : shape) count *= static_cast<size_t>(dim);
-  return count;
+// Bytes of a tensor of `shape` and `element_size`; false when that overflows 64 bits.
+bool tensor_bytes(const std::vector<int64_t>& shape, size_t element_size, size_t* bytes) {
+  size_t count = element_size;
+  for (int64_t dim : shape)
+    if (__builtin_mul_overflow(count, static_cast<size_t>(dim), &count)) return false;
+  *bytes = count;
+  return true;
 }
 
 SafetensorsEntry parse_entry(const std::string& path, const std::string& name, const nlohmann::json& value,
@@ -58,7 +61,9 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   PBLLM_CHECK(entry.begin <= entry.end && entry.end <= data_size, path, ": tensor '", name,
               "' has data_offsets [", entry.begin, ", ", entry.end, "] out of range (data section is ", data_size,
               " bytes; file truncated?)");
-  const size_t expected = element_count(entry.shape) * at::elementSize(entry.dtype);
+  size_t expected = 0;
+  PBLLM_CHECK(tensor_bytes(entry.shape, at::elementSize(entry.dtype), &expected), path, ": tensor '", name,
+              "' has a shape ", value["shape"].dump(), " whose byte size overflows 64 bits");
   PBLLM_CHECK(entry.end - entry.begin == expected, path, ": tensor '", name, "' has ", entry.end - entry.begin,
               " bytes but its shape and dtype need ", expected);
   return entry;

@@ -137,6 +137,12 @@ int64_t DecoderModel::resident_bytes() const {
   return bytes;
 }
 
+std::vector<std::string> DecoderModel::linear_names() const {
+  std::vector<std::string> names;
+  for (const auto& group : linear_input_groups()) names.insert(names.end(), group.begin(), group.end());
+  return names;
+}
+
 int64_t DecoderModel::parameter_count() const {
   int64_t count = 0;
   for (const auto& [name, tensor] : weights_) count += tensor.numel();

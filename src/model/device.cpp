@@ -4,6 +4,9 @@
 #include <ATen/ops/empty.h>
 
 #include <sys/resource.h>
+
+#include <fstream>
+#include <string>
 #include <unistd.h>
 
 #include "pbllm/core/check.h"
@@ -61,6 +64,24 @@ int64_t peak_memory_bytes(const at::Device& device) {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+int64_t resident_memory_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * ::sysconf(_SC_PAGE_SIZE);
+}
+
+int64_t available_memory_bytes(const at::Device& device) {
+  if (device.is_cuda()) return device_memory_bytes(device);  // cudaMemGetInfo's free bytes
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return device_memory_bytes(device);  // an old kernel without the field: physical memory
 }
 
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {

@@ -59,9 +59,11 @@ LlamaModel::LlamaModel(ModelConfig config, std::map<std::string, at::Tensor> wei
   }
 }
 
-std::vector<std::string> LlamaModel::linear_names() const {
-  return {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-          "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+std::vector<std::vector<std::string>> LlamaModel::linear_input_groups() const {
+  return {{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+          {"self_attn.o_proj"},
+          {"mlp.gate_proj", "mlp.up_proj"},
+          {"mlp.down_proj"}};
 }
 
 at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const std::string& weight_name) const {

@@ -55,8 +55,8 @@ OptModel::OptModel(ModelConfig config, std::map<std::string, at::Tensor> weights
   }
 }
 
-std::vector<std::string> OptModel::linear_names() const {
-  return {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"};
+std::vector<std::vector<std::string>> OptModel::linear_input_groups() const {
+  return {{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, {"self_attn.out_proj"}, {"fc1"}, {"fc2"}};
 }
 
 at::Tensor OptModel::layer_norm(const at::Tensor& x, const std::string& prefix) const {

@@ -23,6 +23,18 @@ bool LinearSelection::selected(int64_t layer, const std::string& linear) const {
   return inside != invert;
 }
 
+int64_t require_selected_linears(const model::DecoderModel& model, const LinearSelection& selection) {
+  int64_t count = 0;
+  for (int64_t layer = 0; layer < model.num_layers(); ++layer)
+    for (const std::string& linear : model.linear_names()) count += selection.selected(layer, linear) ? 1 : 0;
+  std::string names;
+  for (const std::string& linear : model.linear_names()) names += (names.empty() ? "" : ", ") + linear;
+  PBLLM_CHECK(count > 0, "--minlayer ", selection.minlayer, " --maxlayer ", selection.maxlayer, " --quant_only '",
+              selection.quant_only, "'", selection.invert ? " --invert" : "", " select none of the ",
+              model.num_layers(), " layers' Linears (", names, ")");
+  return count;
+}
+
 namespace {
 
 // Collects one Hessian per distinct input: Linears that read the same tensor
@@ -156,6 +168,22 @@ LayerState restore_layer(model::DecoderModel& model, const RunState& state, int6
   return kept;
 }
 
+// Keeps a finished layer in the state folder. A failed write (a full disk)
+// does not stop the run, it only loses the resume: the state comes back null.
+RunState* keep_layer(RunState& state, const LayerState& finished, int64_t layer) {
+  try {
+    state.save_layer(finished);
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& error) {
+    log::warn(str_cat("cannot keep layer ", layer, " for a resume (", error.what(),
+                      "); the run goes on, but a rerun would resume at layer ", state.finished_layers()));
+    return nullptr;
+  }
+  signal_self_for_test("layer", layer);
+  return &state;
+}
+
 }  // namespace
 
 std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
@@ -192,10 +220,7 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
       for (const std::string& linear : model.linear_names())
         if (selection.selected(layer, linear)) chosen.push_back(linear);
       finished = quantize_layer(model, layer, hidden, chosen, options, packed != nullptr, on_linear);
-      if (state) {
-        state->save_layer(finished);
-        signal_self_for_test("layer", layer);
-      }
+      if (state) state = keep_layer(*state, finished, layer);
     }
     if (packed != nullptr) packed->insert(finished.packed.begin(), finished.packed.end());
     reports.insert(reports.end(), finished.reports.begin(), finished.reports.end());

@@ -136,6 +136,13 @@ RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(s
 }
 
 RunState::~RunState() {
+  // A state without a finished layer (a run that failed early) helps no one: it goes too.
+  if (finished_ == 0 && lock_fd_ >= 0) {
+    try {
+      remove();
+    } catch (const std::exception&) {  // a destructor must not throw; the folder stays, harmless
+    }
+  }
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 

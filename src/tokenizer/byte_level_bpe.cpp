@@ -83,6 +83,16 @@ ByteLevelBpe::ByteLevelBpe(const std::unordered_map<std::string, int32_t>& vocab
                            const std::vector<std::pair<std::string, std::string>>& merges,
                            ByteLevelBpeOptions options, std::string source)
     : options_(options), source_(std::move(source)) {
+  // As Hugging Face's BPE builder: a merge's two parts and its result are
+  // tokens; without merges every word would fall apart into bytes.
+  PBLLM_CHECK(!vocab.empty(), source_, ": the vocabulary is empty");
+  PBLLM_CHECK(!merges.empty(), source_, ": there are no merges (every word would be split into single bytes)");
+  for (const auto& [token, id] : vocab)
+    PBLLM_CHECK(id >= 0, source_, ": token '", token.substr(0, 40), "' has the negative id ", id);
+  for (const auto& [left, right] : merges)
+    for (const std::string& part : {left, right, left + right})
+      PBLLM_CHECK(vocab.count(part), source_, ": merge '", left.substr(0, 40), " ", right.substr(0, 40), "' names '",
+                  part.substr(0, 80), "', which is not in the vocabulary");
   regex_ = compile_regex(kGpt2Pattern);
   digits_ = compile_regex(R"(\p{N})");
 
@@ -245,7 +255,7 @@ std::unique_ptr<ByteLevelBpe> ByteLevelBpe::from_vocab_and_merges(const std::fil
     merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
   return std::make_unique<ByteLevelBpe>(vocab, merges, ByteLevelBpeOptions{},
-                                        vocab_json.filename().string() + " + " + merges_txt.filename().string());
+                                        vocab_json.string() + " + " + merges_txt.filename().string());
 }
 
 namespace {
@@ -283,30 +293,34 @@ ByteLevelBpeOptions pre_tokenizer_options(const nlohmann::json& pre, const std::
 std::unique_ptr<ByteLevelBpe> ByteLevelBpe::from_tokenizer_json(const std::filesystem::path& tokenizer_json) {
   const std::string source = tokenizer_json.string();
   const nlohmann::json json = io::read_json_file(tokenizer_json);
-  PBLLM_CHECK(json.contains("model") && json["model"].value("type", "") == "BPE", source,
-              ": the model is not of type BPE");
-  const nlohmann::json normalizer = json.value("normalizer", nlohmann::json());
-  const bool no_normalizer = normalizer.is_null() || (normalizer.value("type", "") == "Sequence" &&
-                                                      normalizer.value("normalizers", nlohmann::json::array()).empty());
-  PBLLM_CHECK(no_normalizer, source, ": normalizers are not supported for byte-level BPE");
-  PBLLM_CHECK(json.contains("pre_tokenizer") && json["pre_tokenizer"].is_object(), source, ": no pre_tokenizer");
-  ByteLevelBpeOptions options = pre_tokenizer_options(json["pre_tokenizer"], source);
-  const nlohmann::json& model = json["model"];
-  options.ignore_merges = model.value("ignore_merges", false);
-  std::unordered_map<std::string, int32_t> vocab;
-  for (const auto& [token, id] : model["vocab"].items()) vocab[token] = id.get<int32_t>();
-  std::vector<std::pair<std::string, std::string>> merges;
-  for (const auto& merge : model["merges"]) {
-    if (merge.is_array()) {  // newer files: ["left", "right"]
-      merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
-      continue;
+  return io::reading_json(tokenizer_json, [&] {
+    const nlohmann::json& model = json.at("model");
+    PBLLM_CHECK(model.value("type", "") == "BPE", source, ": the model is not of type BPE");
+    const nlohmann::json normalizer = json.value("normalizer", nlohmann::json());
+    const bool no_normalizer =
+        normalizer.is_null() || (normalizer.value("type", "") == "Sequence" &&
+                                 normalizer.value("normalizers", nlohmann::json::array()).empty());
+    PBLLM_CHECK(no_normalizer, source, ": normalizers are not supported for byte-level BPE");
+    PBLLM_CHECK(json.contains("pre_tokenizer") && json.at("pre_tokenizer").is_object(), source, ": no pre_tokenizer");
+    ByteLevelBpeOptions options = pre_tokenizer_options(json.at("pre_tokenizer"), source);
+    options.ignore_merges = model.value("ignore_merges", false);
+    PBLLM_CHECK(model.at("vocab").is_object(), source, ": model.vocab is not a {token: id} object");
+    std::unordered_map<std::string, int32_t> vocab;
+    for (const auto& [token, id] : model.at("vocab").items()) vocab[token] = id.get<int32_t>();
+    std::vector<std::pair<std::string, std::string>> merges;
+    for (const auto& merge : model.at("merges")) {
+      if (merge.is_array()) {  // newer files: ["left", "right"]
+        PBLLM_CHECK(merge.size() == 2, source, ": merge ", merge.dump(), " is not [left, right]");
+        merges.emplace_back(merge.at(0).get<std::string>(), merge.at(1).get<std::string>());
+        continue;
+      }
+      const std::string text = merge.get<std::string>();
+      const size_t space = text.find(' ');
+      PBLLM_CHECK(space != std::string::npos, source, ": merge '", text, "' is not 'left right'");
+      merges.emplace_back(text.substr(0, space), text.substr(space + 1));
     }
-    const std::string text = merge.get<std::string>();
-    const size_t space = text.find(' ');
-    PBLLM_CHECK(space != std::string::npos, source, ": merge '", text, "' is not 'left right'");
-    merges.emplace_back(text.substr(0, space), text.substr(space + 1));
-  }
-  return std::make_unique<ByteLevelBpe>(vocab, merges, options, tokenizer_json.filename().string());
+    return std::make_unique<ByteLevelBpe>(vocab, merges, options, source);
+  });
 }
 
 }  // namespace pbllm::tokenizer

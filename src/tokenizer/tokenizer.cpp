@@ -11,6 +11,8 @@ namespace pbllm::tokenizer {
 namespace fs = std::filesystem;
 
 void Tokenizer::set_special_tokens(std::vector<SpecialToken> tokens) {
+  for (const SpecialToken& token : tokens)  // an empty one would match everywhere, forever
+    PBLLM_CHECK(!token.text.empty(), "special token ", token.id, " has an empty text");
   std::stable_sort(tokens.begin(), tokens.end(),
                    [](const SpecialToken& a, const SpecialToken& b) { return a.text.size() > b.text.size(); });
   tokens.erase(std::unique(tokens.begin(), tokens.end(),
@@ -61,7 +63,7 @@ namespace {
 // string or {"content": ...}.
 std::string token_text(const nlohmann::json& value) {
   if (value.is_string()) return value.get<std::string>();
-  if (value.is_object() && value.contains("content")) return value["content"].get<std::string>();
+  if (value.is_object() && value.contains("content")) return value.at("content").get<std::string>();
   return "";
 }
 
@@ -104,18 +106,25 @@ void configure_special_tokens(Tokenizer& tokenizer, const fs::path& dir, const s
 // TemplateProcessing post-processor puts before the sequence.
 void configure_from_tokenizer_json(Tokenizer& tokenizer, const fs::path& path) {
   const nlohmann::json json = io::read_json_file(path);
-  std::vector<SpecialToken> tokens;
-  if (json.contains("added_tokens"))
-    for (const auto& added : json["added_tokens"]) tokens.push_back({added["content"], added["id"]});
-  tokenizer.set_special_tokens(std::move(tokens));
-  const nlohmann::json& post = json.contains("post_processor") ? json["post_processor"] : nlohmann::json();
-  if (post.is_object() && post.value("type", "") == "TemplateProcessing" && !post["single"].empty()) {
-    const nlohmann::json& first = post["single"][0];
-    if (first.contains("SpecialToken")) {
-      const std::string name = first["SpecialToken"]["id"];
-      tokenizer.set_bos_id(post["special_tokens"][name]["ids"][0].get<int32_t>());
+  io::reading_json(path, [&] {
+    std::vector<SpecialToken> tokens;
+    if (json.contains("added_tokens"))
+      for (const auto& added : json.at("added_tokens")) {
+        const auto id = added.at("id").get<int32_t>();
+        const auto content = added.at("content").get<std::string>();
+        PBLLM_CHECK(!content.empty(), path.string(), ": added token ", id, " has an empty \"content\"");
+        tokens.push_back({content, id});
+      }
+    tokenizer.set_special_tokens(std::move(tokens));
+    const nlohmann::json post = json.value("post_processor", nlohmann::json());
+    if (post.is_object() && post.value("type", "") == "TemplateProcessing" && !post.at("single").empty()) {
+      const nlohmann::json& first = post.at("single").at(0);
+      if (first.contains("SpecialToken")) {
+        const std::string name = first.at("SpecialToken").at("id").get<std::string>();
+        tokenizer.set_bos_id(post.at("special_tokens").at(name).at("ids").at(0).get<int32_t>());
+      }
     }
-  }
+  });
 }
 
 }  // namespace

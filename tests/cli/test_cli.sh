@@ -99,7 +99,7 @@ check "an earlier pbllm output is replaced" test "$(sha256sum "$SCRATCH/q/model.
 check "a stale temporary folder is removed, other names kept" test ! -e "$SCRATCH/q.tmp.999999999" -a -d "$SCRATCH/q.tmp.1x"
 rmdir "$SCRATCH/q.tmp.1x"
 before=$(sha256sum "$SCRATCH/q/model.safetensors")
-(ulimit -f 64; "$QUANTIZE" "$MODEL" "${SMALL[@]}" --save "$SCRATCH/q" >/dev/null 2>"$SCRATCH/err")
+(ulimit -f 64; "$QUANTIZE" "$MODEL" "${SMALL[@]/warn/error}" --save "$SCRATCH/q" >/dev/null 2>"$SCRATCH/err")
 status=$?
 check "a full disk (ulimit -f) is a clear error" test $status -eq 1 -a "$(wc -l <"$SCRATCH/err")" -eq 1
 check "... naming the write" grep -q "write failed" "$SCRATCH/err"
@@ -125,6 +125,52 @@ expect_error "no dataset could be evaluated (text:$SCRATCH/no/such/long/file.txt
   "$QUANTIZE" "$MODEL" "${SMALL[@]/warn/error}" --save "$SCRATCH/q4" --eval "text:$SCRATCH/no/such/long/file.txt"
 check "the model is saved before --eval" test -f "$SCRATCH/q4/model.safetensors"
 expect_error "no dataset could be evaluated" "$EVAL" "$MODEL" --datasets "text:$SCRATCH/none.txt" --log-level off
+# Bad inputs of the families the hostile probe found: one line naming the file or flag.
+expect_error "pbllm-quantize: error: --nsamples: Value -5 not in range 1 to 1099511627776 (see --help)" \
+  "$QUANTIZE" "$MODEL" ptb xnor --nsamples -5
+expect_error "select none of the 5 layers' Linears (self_attn.q_proj" "$QUANTIZE" "$MODEL" ptb xnor --quant_only nothing
+mkdir -p "$SCRATCH/c4data/c4"
+echo '{"text": "not compressed"}' >"$SCRATCH/c4data/c4/c4-train.00000-of-01024.json.gz"
+expect_error "c4-train.00000-of-01024.json.gz: not gzip data" "$QUANTIZE" "$MODEL" c4 xnor --data-dir "$SCRATCH/c4data"
+mkdir -p "$SCRATCH/tok"
+cp "$MODEL/config.json" "$MODEL/model.safetensors" "$SCRATCH/tok/"
+python3 - "$SOURCE/tests/fuzz/corpus/tokenizer_json/byte_level_300.json" "$SCRATCH/tok" <<'PY'
+import copy, json, sys
+base = json.load(open(sys.argv[1]))
+def variant(name, change):
+    t = copy.deepcopy(base); change(t); json.dump(t, open(f"{sys.argv[2]}/{name}.json", "w"))
+variant("empty_added", lambda t: t["added_tokens"].append({"id": 299, "content": "", "special": True}))
+variant("no_merges", lambda t: t["model"].__setitem__("merges", []))
+variant("missing_merges", lambda t: t["model"].pop("merges"))
+variant("unknown_merge", lambda t: t["model"]["merges"].insert(0, "zzq yyq"))
+variant("vocab_list", lambda t: t["model"].__setitem__("vocab", [1, 2]))
+variant("id_string", lambda t: t["added_tokens"][0].__setitem__("id", "zero"))
+PY
+tokenizer_error() {  # tokenizer_error VARIANT NEEDLE
+  cp "$SCRATCH/tok/$1.json" "$SCRATCH/tok/tokenizer.json"
+  expect_error "$SCRATCH/tok/tokenizer.json: $2" "$EVAL" "$SCRATCH/tok" --datasets ptb --max-windows 1
+}
+tokenizer_error empty_added 'added token 299 has an empty "content"'
+tokenizer_error no_merges "there are no merges"
+tokenizer_error missing_merges "unexpected content ([json.exception.out_of_range.403] key 'merges' not found)"
+tokenizer_error unknown_merge "merge 'zzq yyq' names 'zzq', which is not in the vocabulary"
+tokenizer_error vocab_list "model.vocab is not a {token: id} object"
+tokenizer_error id_string "unexpected content ([json.exception.type_error.302] type must be number, but is string)"
+
+# The plan: printed before the work, a refusal when it cannot fit, --dry-run writes nothing.
+expect_error "--threads 100000 is more than 4x the" "$QUANTIZE" "$MODEL" ptb xnor --threads 100000
+expect_error "MiB are available: lower --nsamples / --seqlen, free memory, or add --force" \
+  "$QUANTIZE" "$MODEL" ptb xnor --nsamples 100000000 --seqlen 512 --save "$SCRATCH/huge"
+check "a refused plan leaves nothing behind" test -z "$(ls -d "$SCRATCH"/huge* 2>/dev/null)"
+"$QUANTIZE" "$MODEL" ptb xnor --nsamples 100000000 --seqlen 512 --dry-run --save "$SCRATCH/dry" >"$SCRATCH/plan.out" 2>&1
+check "--dry-run exits 0 when the plan does not fit" test $? -eq 0
+check "--dry-run says it does not fit" grep -q "DOES NOT FIT" "$SCRATCH/plan.out"
+check "--dry-run writes nothing" test -z "$(ls -d "$SCRATCH"/dry* 2>/dev/null)"
+"$QUANTIZE" "$MODEL" ptb xnor --nsamples 4 --seqlen 128 --dry-run >"$SCRATCH/plan.out" 2>&1
+check "--dry-run prints the peak and the time" grep -qE "^plan  host   peak .* GiB of .* GiB available$" "$SCRATCH/plan.out"
+check "... and the time" grep -q "^plan  time " "$SCRATCH/plan.out"
+check "... and no Linear" bash -c "! grep -q '^\[layer' '$SCRATCH/plan.out'"
+
 # SIGTERM / SIGINT: the next safe point, exit 143 / 130, nothing half-written.
 for signal in TERM INT; do
   "$QUANTIZE" "$MODEL" ptb xnor --nsamples 64 --seqlen 512 --save "$SCRATCH/s$signal" --log-level warn >/dev/null 2>"$SCRATCH/err" &

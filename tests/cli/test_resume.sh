@@ -81,6 +81,11 @@ check "a damaged layer is kept for the user to see" test -s "$SCRATCH/damaged/q.
 run_in damaged "$STORIES" "${SMALL[@]}" --save q --restart
 check "--restart gets past a damaged state folder (exit $status)" test $status -eq 0
 
+mkdir -p "$SCRATCH/fulldisk"
+(cd "$SCRATCH/fulldisk" && ulimit -f 64 && "$QUANTIZE" "$STORIES" "${SMALL[@]}" >out 2>err)
+check "a state folder that cannot be written does not stop the run (exit $?)" test $? -eq 0
+check "... it says the run cannot resume" grep -q "cannot keep layer 0 for a resume" "$SCRATCH/fulldisk/err"
+
 mkdir -p "$SCRATCH/foreign/q.pbllm-state" && echo mine >"$SCRATCH/foreign/q.pbllm-state/notes.txt"
 expect_error "q.pbllm-state is not a pbllm state folder (it holds notes.txt)" \
   bash -c "cd '$SCRATCH/foreign' && '$QUANTIZE' '$STORIES' ${SMALL[*]} --save q --restart"

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pbllm/core/check.h"
 #include "pbllm/io/safetensors.h"
 
 namespace pbllm::io {
@@ -54,5 +55,17 @@ class Checkpoint {
 
 // Reads a JSON file; errors name the file and the parse problem.
 nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// Runs `read`, which walks a JSON document read from `file` with .at() and
+// .get<T>(): a missing key or a value of the wrong type becomes one
+// pbllm::Error naming the file and the key or type.
+template <typename Read>
+auto reading_json(const std::filesystem::path& file, Read&& read) -> decltype(read()) {
+  try {
+    return read();
+  } catch (const nlohmann::json::exception& error) {
+    throw Error(str_cat(file.string(), ": unexpected content (", error.what(), ")"));
+  }
+}
 
 }  // namespace pbllm::io

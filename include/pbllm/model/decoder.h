@@ -74,8 +74,11 @@ class DecoderModel {
   // (after the prompt, one token at a time).
   at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr) const;
 
-  // The Linears of one decoder layer in execution order, e.g. "self_attn.q_proj".
-  virtual std::vector<std::string> linear_names() const = 0;
+  // The Linears of one decoder layer in execution order, grouped by the input
+  // they read (q/k/v share one): {{"self_attn.q_proj", ...}, {"self_attn.o_proj"}, ...}.
+  virtual std::vector<std::vector<std::string>> linear_input_groups() const = 0;
+  // The same, flattened: e.g. "self_attn.q_proj".
+  std::vector<std::string> linear_names() const;
   // The checkpoint name of a Linear's weight, e.g. "model.layers.3.self_attn.q_proj.weight".
   std::string linear_weight_name(int64_t layer, const std::string& linear) const;
 

@@ -22,6 +22,11 @@ int64_t device_memory_bytes(const at::Device& device);
 // set for the CPU, the peak of Torch's CUDA allocator (what it reserved) for a GPU.
 int64_t peak_memory_bytes(const at::Device& device);
 
+// The process's resident set now (host).
+int64_t resident_memory_bytes();
+// What a run may still take: the host's MemAvailable (/proc/meminfo), or a GPU's free memory.
+int64_t available_memory_bytes(const at::Device& device);
+
 // `host` on `device` in `dtype`. A float32 host tensor bound for fp16 on a GPU
 // is copied as float32 and converted there by kernels/fp16_convert.cu.
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype);

@@ -15,7 +15,7 @@ class LlamaModel : public DecoderModel {
   at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer,
                    KvCache* cache) const override;
   at::Tensor head(const at::Tensor& hidden) const override;
-  std::vector<std::string> linear_names() const override;
+  std::vector<std::vector<std::string>> linear_input_groups() const override;
 
  private:
   at::Tensor rms_norm(const at::Tensor& x, const std::string& weight_name) const;

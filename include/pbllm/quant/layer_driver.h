@@ -27,6 +27,9 @@ struct LinearSelection {
   bool selected(int64_t layer, const std::string& linear) const;
 };
 
+// How many of `model`'s Linears `selection` picks; none is an error naming the flags and the names.
+int64_t require_selected_linears(const model::DecoderModel& model, const LinearSelection& selection);
+
 struct LinearReport {
   int64_t layer = 0;
   std::string name;  // e.g. "self_attn.q_proj"

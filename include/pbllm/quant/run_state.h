@@ -48,6 +48,7 @@ class RunState {
   // folder left by a different run throws, naming what changed, unless
   // `restart`, which discards it; so does a folder another process is using.
   RunState(std::filesystem::path dir, nlohmann::json manifest, bool restart);
+  // Releases the lock; a folder that never got a finished layer is removed.
   ~RunState();
   RunState(const RunState&) = delete;
   RunState& operator=(const RunState&) = delete;

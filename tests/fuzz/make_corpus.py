@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpus (checked in under tests/fuzz/corpus/):
+small valid inputs of each format, made with the libraries that define them
+(safetensors, torch.save, tokenizers) or copied from the bundled files.
+
+  tests/fuzz/make_corpus.py
+"""
+import gzip, json, shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CORPUS = HERE / "corpus"
+torch.manual_seed(0)
+
+save_file({"a": torch.randn(2, 3), "b": torch.randn(4).half(), "c": torch.randn(3, 1).bfloat16()},
+          CORPUS / "safetensors" / "three_dtypes.safetensors", metadata={"format": "pt"})
+save_file({"x.weight": torch.arange(6, dtype=torch.float32).view(2, 3)}, CORPUS / "safetensors" / "one.safetensors")
+
+torch.save({"w": torch.randn(2, 3), "h": torch.randn(3).half(), "view": torch.randn(4, 4)[1:3, ::2]},
+           CORPUS / "torch_pickle" / "state_dict.bin")
+torch.save({"x": torch.zeros(1)}, CORPUS / "torch_pickle" / "one.bin")
+
+shutil.copy(ROOT / "data/stories260K/config.json", CORPUS / "config" / "llama.json")
+(CORPUS / "config" / "opt.json").write_text(json.dumps({
+    "model_type": "opt", "vocab_size": 64, "hidden_size": 16, "ffn_dim": 32, "num_hidden_layers": 2,
+    "num_attention_heads": 2, "max_position_embeddings": 32, "word_embed_proj_dim": 16,
+    "do_layer_norm_before": True, "activation_function": "relu", "torch_dtype": "float16"}))
+(CORPUS / "config" / "llama_gqa_rope.json").write_text(json.dumps({
+    "model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 1,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64, "rope_theta": 100000.0,
+    "rope_scaling": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}))
+
+text = (ROOT / "data/ptb/ptb.valid.txt").read_text()[:20000]
+bpe = Tokenizer(models.BPE())
+bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+bpe.decoder = decoders.ByteLevel()
+bpe.train_from_iterator([text], trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                    special_tokens=["<|endoftext|>"]))
+bpe.save(str(CORPUS / "tokenizer_json" / "byte_level_300.json"))
+
+shutil.copy(ROOT / "data/stories260K/tokenizer.model", CORPUS / "sentencepiece" / "stories260K.model")
+
+(CORPUS / "c4" / "three_lines.jsonl").write_text(
+    json.dumps({"text": "A first document.\nWith two lines.", "timestamp": "2019-04-25T12:57:54Z", "url": "u"}) + "\n" +
+    json.dumps({"text": "Unicode: h\u00e9llo \u2581 \ud83d\ude00", "url": "v"}) + "\n" +
+    json.dumps({"text": ""}) + "\n")
+print("corpus written to", CORPUS)
