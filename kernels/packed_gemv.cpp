@@ -2,6 +2,11 @@
 // kernels read, and the runtime choice of the AVX2 kernel.
 #include "packed_gemv.h"
 
+#include <cpuid.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "packed_gemv_row.h"
@@ -9,8 +14,29 @@
 namespace pbllm::kernels {
 
 float round_to_half(float value) {
-  // IEEE binary16, round to nearest even, through the compiler's _Float16.
-  return static_cast<float>(static_cast<_Float16>(value));
+  // IEEE binary16, round to nearest even, in float bits (clang 14 has no
+  // _Float16 on x86): keep 10 mantissa bits of a normal half, multiples of
+  // 2^-24 below 2^-14 (the subnormals), infinity from 65520 on.
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  const uint32_t sign = bits & 0x80000000u, magnitude = bits ^ sign;
+  uint32_t rounded;
+  if (magnitude >= 0x7f800000u) {
+    return value;  // NaN, infinity
+  } else if (magnitude >= 0x477ff000u) {
+    rounded = 0x7f800000u;  // 65520 and above: the tie at 65520 goes to the even neighbour, infinity
+  } else if (magnitude < 0x38800000u) {
+    float scaled;
+    std::memcpy(&scaled, &magnitude, 4);
+    scaled = std::nearbyint(scaled * 16777216.0f) / 16777216.0f;  // exact scalings by 2^24
+    std::memcpy(&rounded, &scaled, 4);
+  } else {
+    rounded = (magnitude + 0x0fffu + ((magnitude >> 13) & 1u)) & ~0x1fffu;
+  }
+  rounded |= sign;
+  float result;
+  std::memcpy(&result, &rounded, 4);
+  return result;
 }
 
 void packed_gemv_byte_sums(const float* x, int64_t words, float* out) {
@@ -34,7 +60,10 @@ void packed_gemv_rows_portable(const PackedGemvProblem& p, int64_t first, int64_
 }
 
 bool packed_gemv_avx2_available() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  // F16C through cpuid (leaf 1, ecx bit 29): clang 14's __builtin_cpu_supports does not know it.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  return __builtin_cpu_supports("avx2") && f16c;
 }
 
 }  // namespace pbllm::kernels

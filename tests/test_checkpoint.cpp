@@ -114,7 +114,10 @@ TEST(ModelConfig, Errors) {
   EXPECT_ERROR_CONTAINS(parse(R"({"model_type": "llama", "intermediate_size": 4, "num_key_value_heads": 3, )" + sizes + "}"),
                         "not a multiple of num_key_value_heads");
   EXPECT_ERROR_CONTAINS(parse(R"({"model_type": "llama", "intermediate_size": "big", )" + sizes + "}"),
-                        "\"intermediate_size\" has an unexpected value");
+                        "\"intermediate_size\" is \"big\", not an integer in range");
+  // A float where an integer belongs: converting 1e300 would be undefined behaviour (a fuzzer finding).
+  EXPECT_ERROR_CONTAINS(parse(R"({"model_type": "llama", "intermediate_size": 1e300, )" + sizes + "}"),
+                        "\"intermediate_size\" is 1e+300, not an integer in range");
   EXPECT_ERROR_CONTAINS(parse(R"({"model_type": "llama", "intermediate_size": 4, "rope_scaling": {"rope_type": "yarn"}, )" + sizes + "}"),
                         "rope_scaling of type 'yarn'");
 }
@@ -172,6 +175,10 @@ TEST(Checkpoint, NotATorchZipArchive) {
   EXPECT_ERROR_CONTAINS(io::Checkpoint::open(model.string()), "not a torch.save zip archive");
   write_text(model / "pytorch_model.bin", "PK\x03\x04garbage");
   EXPECT_ERROR_CONTAINS(io::Checkpoint::open(model.string()), "pytorch_model.bin: cannot unpickle");
+  // The fuzzer's archive whose LONG_BINPUT index made LibTorch's unpickler grow its memo table to 10 GB.
+  fs::copy_file(source_path("tests/fuzz/corpus/torch_pickle/regression-huge-memo-index"), model / "pytorch_model.bin",
+                fs::copy_options::overwrite_existing);
+  EXPECT_ERROR_CONTAINS(io::Checkpoint::open(model.string()), "pytorch_model.bin: pickle memo index 678701160 is out of range");
 }
 
 }  // namespace

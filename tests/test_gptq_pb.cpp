@@ -172,7 +172,7 @@ TEST(GptqPb, CompensationLowersTheOutputError) {
   const auto compensated = gptq_pb_quantize(W, H, options, "test");
   options.disable_gptq = true;
   const auto rounded = gptq_pb_quantize(W, H, options, "test");
-  auto output_error = [&](const at::Tensor& Q) {
+  auto output_error = [&, &W = W, &H = H](const at::Tensor& Q) {  // clang 14 captures no structured binding
     const at::Tensor delta = Q - W;
     return delta.matmul(H).mul(delta).sum().item<double>();  // trace(delta H delta^T)
   };

@@ -15,6 +15,7 @@
 #include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/quant/gptq_pb.h"
 #include "pbllm/quant/layer_driver.h"
+#include "packed_gemv_row.h"
 #include "random_layer.h"
 #include "test_support.h"
 
@@ -173,6 +174,22 @@ TEST(PackedGemv, EqualsTheDecodedMatrixTimesX) {
     }
   // A weight at its row mean (xnor sign 0) is corrected after the kernel.
   expect_gemv_equals_decoded(encode_linear(hand_made_xnor(), "hand-made"), "hand-made");
+}
+
+TEST(PackedGemv, HalfRoundingEqualsTorch) {
+  // Every magnitude from float32 subnormals to past the half range, both signs, the ties and the specials.
+  at::manual_seed(3);
+  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65519.996f, 65520.0f, 65536.0f, 6.1035156e-05f,
+                               6.0975552e-05f, 5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 1e-10f,
+                               std::numeric_limits<float>::infinity(), std::numeric_limits<float>::denorm_min()};
+  const at::Tensor random = at::exp2(at::rand({200000}) * 60 - 40) * (at::rand({200000}) - 0.5).sign();
+  values.insert(values.end(), random.data_ptr<float>(), random.data_ptr<float>() + random.numel());
+  for (float v : std::vector<float>(values)) values.push_back(-v);
+  const at::Tensor input = at::tensor(values);
+  const at::Tensor expected = input.to(at::kHalf).to(at::kFloat).contiguous();
+  for (size_t i = 0; i < values.size(); ++i)
+    ASSERT_EQ(kernels::round_to_half(values[i]), expected.data_ptr<float>()[i]) << values[i];
+  EXPECT_TRUE(std::isnan(kernels::round_to_half(std::numeric_limits<float>::quiet_NaN())));
 }
 
 TEST(PackedGemv, RefusesWhatItCannotRun) {

@@ -159,6 +159,7 @@ void write_folder_atomically(const fs::path& dir, const std::function<void(const
     fs::remove_all(temporary);
     fs::create_directory(temporary);
     fill(temporary);
+    signal_self_for_test("save", 0);  // the tests' kill between the files and the exchange
     check_interrupted();
     fsync_folder(temporary);
     install_folder(temporary, target);

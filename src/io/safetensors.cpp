@@ -142,7 +142,7 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const auto options = at::TensorOptions().dtype(info.dtype);
   if (reinterpret_cast<uintptr_t>(bytes) % at::elementSize(info.dtype) != 0) {
     at::Tensor copy = at::empty(info.shape, options);
-    std::memcpy(copy.data_ptr(), bytes, info.end - info.begin);
+    if (info.end > info.begin) std::memcpy(copy.data_ptr(), bytes, info.end - info.begin);  // empty: no pointer
     return copy;
   }
   auto keep_alive = file_;  // the deleter owns a reference: the mapping outlives the tensor

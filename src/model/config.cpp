@@ -1,6 +1,9 @@
 #include "pbllm/model/config.h"
 
+#include <type_traits>
+
 #include "pbllm/core/check.h"
+#include "pbllm/io/checkpoint.h"
 
 namespace pbllm::model {
 namespace {
@@ -9,8 +12,12 @@ namespace {
 template <typename T>
 T field(const nlohmann::json& json, const std::string& source, const char* key, T fallback) {
   if (!json.contains(key) || json[key].is_null()) return fallback;
+  const nlohmann::json& value = json[key];
+  // get<int64_t>() of 1e300 is undefined behaviour (found by the fuzzer): sizes must be JSON integers.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    return io::json_integer<T>(value, str_cat(source, ": \"", key, "\""));
   try {
-    return json[key].get<T>();
+    return value.get<T>();
   } catch (const nlohmann::json::exception&) {
     throw Error(str_cat(source, ": \"", key, "\" has an unexpected value ", json[key].dump()));
   }

@@ -240,8 +240,7 @@ std::unique_ptr<ByteLevelBpe> ByteLevelBpe::from_vocab_and_merges(const std::fil
   PBLLM_CHECK(vocab_file.is_object(), vocab_json.string(), ": not a {token: id} object");
   std::unordered_map<std::string, int32_t> vocab;
   for (const auto& [token, id] : vocab_file.items()) {
-    PBLLM_CHECK(id.is_number_integer(), vocab_json.string(), ": the id of '", token, "' is not an integer");
-    vocab[token] = id.get<int32_t>();
+    vocab[token] = io::json_integer<int32_t>(id, str_cat(vocab_json.string(), ": the id of '", token, "'"));
   }
   std::ifstream in(merges_txt);
   PBLLM_CHECK(in.good(), merges_txt.string(), ": cannot open");
@@ -306,7 +305,8 @@ std::unique_ptr<ByteLevelBpe> ByteLevelBpe::from_tokenizer_json(const std::files
     options.ignore_merges = model.value("ignore_merges", false);
     PBLLM_CHECK(model.at("vocab").is_object(), source, ": model.vocab is not a {token: id} object");
     std::unordered_map<std::string, int32_t> vocab;
-    for (const auto& [token, id] : model.at("vocab").items()) vocab[token] = id.get<int32_t>();
+    for (const auto& [token, id] : model.at("vocab").items())
+      vocab[token] = io::json_integer<int32_t>(id, str_cat(source, ": the id of '", token.substr(0, 40), "'"));
     std::vector<std::pair<std::string, std::string>> merges;
     for (const auto& merge : model.at("merges")) {
       if (merge.is_array()) {  // newer files: ["left", "right"]

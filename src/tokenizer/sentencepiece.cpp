@@ -177,7 +177,9 @@ SentencePieceBpe::SentencePieceBpe(SentencePieceModel model, std::string source)
     if (piece.type == PieceType::user_defined) max_user_defined_length_ = std::max(max_user_defined_length_, piece.text.size());
     // Does U+2581 follow another character anywhere in this piece?
     for (size_t at = piece.text.find(kSpaceMark, 1); at != std::string::npos; at = piece.text.find(kSpaceMark, at + 1))
-      if (piece.text.compare(at - kSpaceMark.size(), kSpaceMark.size(), kSpaceMark) != 0) words_are_independent_ = false;
+      if (at < kSpaceMark.size() ||  // a shorter character before it (found by the fuzzer)
+          piece.text.compare(at - kSpaceMark.size(), kSpaceMark.size(), kSpaceMark) != 0)
+        words_are_independent_ = false;
   }
 }
 

@@ -110,7 +110,7 @@ void configure_from_tokenizer_json(Tokenizer& tokenizer, const fs::path& path) {
     std::vector<SpecialToken> tokens;
     if (json.contains("added_tokens"))
       for (const auto& added : json.at("added_tokens")) {
-        const auto id = added.at("id").get<int32_t>();
+        const auto id = io::json_integer<int32_t>(added.at("id"), str_cat(path.string(), ": an added token's id"));
         const auto content = added.at("content").get<std::string>();
         PBLLM_CHECK(!content.empty(), path.string(), ": added token ", id, " has an empty \"content\"");
         tokens.push_back({content, id});
@@ -121,7 +121,8 @@ void configure_from_tokenizer_json(Tokenizer& tokenizer, const fs::path& path) {
       const nlohmann::json& first = post.at("single").at(0);
       if (first.contains("SpecialToken")) {
         const std::string name = first.at("SpecialToken").at("id").get<std::string>();
-        tokenizer.set_bos_id(post.at("special_tokens").at(name).at("ids").at(0).get<int32_t>());
+        tokenizer.set_bos_id(io::json_integer<int32_t>(post.at("special_tokens").at(name).at("ids").at(0),
+                                                       str_cat(path.string(), ": the BOS id")));
       }
     }
   });

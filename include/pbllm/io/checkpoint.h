@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -55,6 +56,19 @@ class Checkpoint {
 
 // Reads a JSON file; errors name the file and the parse problem.
 nlohmann::json read_json_file(const std::filesystem::path& path);
+
+// `value` as the integer type T: a float (whose conversion could be
+// undefined), a string or a number outside T's range throws naming `what`.
+template <typename T>
+T json_integer(const nlohmann::json& value, const std::string& what) {
+  const bool fits = value.is_number_integer() &&
+                    (value.is_number_unsigned()
+                         ? value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                         : value.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                               value.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max()));
+  PBLLM_CHECK(fits, what, " is ", value.dump().substr(0, 40), ", not an integer in range");
+  return static_cast<T>(value.is_number_unsigned() ? static_cast<int64_t>(value.get<uint64_t>()) : value.get<int64_t>());
+}
 
 // Runs `read`, which walks a JSON document read from `file` with .at() and
 // .get<T>(): a missing key or a value of the wrong type becomes one
