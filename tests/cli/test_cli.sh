@@ -164,6 +164,18 @@ tokenizer_error unknown_merge "merge 'zzq yyq' names 'zzq', which is not in the 
 tokenizer_error vocab_list "model.vocab is not a {token: id} object"
 tokenizer_error id_string "an added token's id is \"zero\", not an integer in range"
 
+# Inf in the activations of layer 1 (a norm weight of the checkpoint): named, before any file is written.
+mkdir -p "$SCRATCH/overflow" && cp "$MODEL"/* "$SCRATCH/overflow/"
+python3 - "$SCRATCH/overflow/model.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+tensors = load_file(sys.argv[1])
+tensors["model.layers.1.input_layernorm.weight"][0] = float("inf")
+save_file(tensors, sys.argv[1], metadata={"format": "pt"})
+PY
+expect_error "layer 1 self_attn.q_proj: the Hessian has NaN or Inf values (activations overflowed?)" \
+  "$QUANTIZE" "$SCRATCH/overflow" ptb xnor --nsamples 2 --seqlen 64 --log-level error
+
 # The plan: printed before the work, a refusal when it cannot fit, --dry-run writes nothing.
 expect_error "--threads 100000 is more than 4x the" "$QUANTIZE" "$MODEL" ptb xnor --threads 100000
 expect_error "MiB are available: lower --nsamples / --seqlen, free memory, or add --force" \
