@@ -140,8 +140,7 @@ struct Run {
 };
 
 // The plan of this run (printed); an error when it does not fit, unless --force.
-void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderModel& model, bool evaluate,
-                int64_t kept_layers) {
+void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderModel& model, bool evaluate) {
   pbllm::quant::RunShape shape;
   shape.windows = a.nsamples;
   shape.seqlen = run.seqlen;
@@ -149,13 +148,12 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
   shape.blocksize = a.gptq.blocksize;
   shape.packed = a.format == "pb";
   shape.eval_seqlen = evaluate ? run.seqlen : 0;
-  shape.kept_layers = kept_layers;
   const auto plan = pbllm::quant::plan_run(model, shape);
   std::printf("%s", plan.format().c_str());
   std::fflush(stdout);
   for (const auto& memory : plan.memories)
     PBLLM_CHECK(memory.fits() || a.force || a.dry_run, "the plan needs ", memory.peak_bytes >> 20, " MiB on ",
-                memory.where, " but ", memory.available_bytes >> 20,
+                memory.where, " but ", (memory.available_bytes + memory.in_use_bytes) >> 20,
                 " MiB are available: lower --nsamples / --seqlen, free memory, or add --force to run anyway");
 }
 
@@ -290,15 +288,13 @@ int main(int argc, char** argv) {
     run.seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
     PBLLM_CHECK(run.seqlen <= model->config().max_position_embeddings, "--seqlen ", run.seqlen,
                 " exceeds the model's ", model->config().max_position_embeddings, " positions");
-    if (a.dry_run) {
-      check_plan(a, run, *model, !eval_datasets.empty(), 0);
-      return;
-    }
+    // Before hashing the model's files (minutes at 70B) and before --restart discards anything.
+    check_plan(a, run, *model, !eval_datasets.empty());
+    if (a.dry_run) return;
     run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
     pbllm::quant::RunState state(pbllm::quant::state_dir_beside(run.save_dir),
                                  run_manifest(a, run.seqlen, checkpoint, run.calibration_file, run.calibration_sha256),
                                  a.restart);
-    check_plan(a, run, *model, !eval_datasets.empty(), state.finished_layers());
     nlohmann::json report;
     try {
       report = quantize_and_save(a, run, checkpoint, *model, *tokenizer, state);

@@ -105,13 +105,11 @@ fs::path default_data_dir() {
   const std::vector<fs::path> candidates = {
       error ? fs::path() : (executable.parent_path().parent_path() / kInstalledDataDir).lexically_normal(),
       PBLLM_SOURCE_DATA_DIR};
-  std::string looked;
-  for (const fs::path& candidate : candidates) {
-    if (candidate.empty()) continue;
-    if (fs::is_directory(candidate)) return candidate;
-    looked += (looked.empty() ? "" : ", ") + candidate.string();
-  }
-  throw Error(str_cat("no data folder (looked in ", looked, "): set PBLLM_DATA or pass --data-dir"));
+  for (const fs::path& candidate : candidates)
+    if (!candidate.empty() && fs::is_directory(candidate)) return candidate;
+  // Neither: the source tree's path, which a dataset's "missing" error names with how to point elsewhere
+  // (text:PATH never needs the folder).
+  return PBLLM_SOURCE_DATA_DIR;
 }
 
 fs::path dataset_file(const Dataset& dataset, Split split, const fs::path& data_dir) {

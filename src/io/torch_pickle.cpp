@@ -4,6 +4,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -38,7 +39,7 @@ OpcodeShape opcode_shape(uint8_t op, bool* known) {
     case 'c': case 'i': return {Argument::two_lines};                     // GLOBAL, INST
     default: break;
   }
-  static const char kNoArgument[] = "().0123NRabdeloOstu}])Q";  // MARK ... EMPTY_TUPLE, BINPERSID
+  static const char kNoArgument[] = "().012NRabdelostu}])Q";  // MARK ... EMPTY_TUPLE, BINPERSID
   if (op != 0 && std::strchr(kNoArgument, op) != nullptr) return {};
   if (op >= 0x81 && op <= 0x98) return {};  // NEWOBJ, TUPLE1-3, NEWTRUE/FALSE, sets, STACK_GLOBAL, MEMOIZE, ...
   *known = false;
@@ -82,7 +83,13 @@ void check_pickle(const uint8_t* data, size_t size, const std::string& path) {
         for (int line = 0; line < (shape.argument == Argument::two_lines ? 2 : 1); ++line) {
           const void* end = std::memchr(data + at, '\n', size - at);
           PBLLM_CHECK(end != nullptr, path, ": the pickle ends inside a text argument");
-          if (shape.memo) argument = std::strtoull(reinterpret_cast<const char*>(data + at), nullptr, 10);
+          if (shape.memo) {  // the digits of the line only: strtoull would skip the newline and read on
+            const char* first = reinterpret_cast<const char*>(data + at);
+            const char* last = static_cast<const char*>(end);
+            const auto parsed = std::from_chars(first, last, argument);
+            PBLLM_CHECK(first != last && parsed.ec == std::errc() && parsed.ptr == last, path,
+                        ": a pickle memo index is not a number");
+          }
           at = static_cast<const uint8_t*>(end) - data + 1;
         }
         break;

@@ -126,6 +126,8 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
   HessianObserver observer(chosen);
   run_layer(model, layer, hidden, &observer);
   for (const std::string& linear : chosen) {
+    // Before each Linear, not after the last: a finished layer is kept before the run stops.
+    check_interrupted();
     const auto start = std::chrono::steady_clock::now();
     const std::string weight_name = model.linear_weight_name(layer, linear);
     const std::string label = str_cat("layer ", layer, " ", linear);
@@ -151,7 +153,6 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
     entry.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (on_linear) on_linear(entry);
     finished.reports.push_back(std::move(entry));
-    check_interrupted();
   }
   return finished;
 }

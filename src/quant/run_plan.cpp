@@ -133,8 +133,9 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
     largest.widest_input = std::max(largest.widest_input, needs.widest_input);
     largest.gptq_bytes = std::max(largest.gptq_bytes, needs.gptq_bytes);
     largest_layer_numel = std::max(largest_layer_numel, needs.weight_numel);
-    // Forward passes: with the original weights (Hessians) and the quantized ones; a kept layer only the latter.
-    const bool quantized_now = layer >= shape.kept_layers && needs.selected_weights > 0;
+    // Forward passes: with the original weights (Hessians) and the quantized ones. (A resumed run
+    // does less: the plan comes before the state folder is read.)
+    const bool quantized_now = needs.selected_weights > 0;
     const double forward = 2 * tokens * static_cast<double>(needs.weight_numel) +
                            2 * n * length * length * static_cast<double>(config.hidden_size);
     plan.flops += forward * (quantized_now ? 2 : 1);
@@ -160,7 +161,8 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
   MemoryPlan host;
   host.where = "host";
   host.available_bytes = model::available_memory_bytes(at::kCPU);
-  host.items.push_back({"process now (libraries, tokenizer, mapped headers)", model::resident_memory_bytes()});
+  host.in_use_bytes = model::resident_memory_bytes();
+  host.items.push_back({"process now (libraries, tokenizer, mapped headers)", host.in_use_bytes});
   host.items.push_back(
       {"checkpoint pages read", total.weight_bytes + outside_layers + (shape.eval_seqlen ? tables_bytes : table_bytes)});
   host.items.push_back({"quantized Linears' values", total.selected_bytes});
@@ -172,10 +174,11 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
   bool copies = false;
   for (const auto& [name, w] : model.weights()) copies = copies || w.scalar_type() != model.compute_dtype();
   if (copies || gpu) {
-    const int64_t numel = model.residency() == model::Residency::whole_model ? total.weight_numel : largest_layer_numel;
+    // On a GPU the layer driver holds one layer at a time (quant/layer_driver.cpp, LayerResidency).
+    const bool every_layer = !gpu && model.residency() == model::Residency::whole_model;
     work.items.push_back({str_cat(model.compute_dtype() == at::kFloat ? "float32" : "float16", " compute copies (",
-                                  model.residency() == model::Residency::whole_model ? "every layer" : "one layer", ")"),
-                          numel * compute_size});
+                                  every_layer ? "every layer" : "one layer", ")"),
+                          (every_layer ? total.weight_numel : largest_layer_numel) * compute_size});
   }
   work.items.push_back({"calibration activations (a layer's inputs and outputs)", activations});
   work.items.push_back({"Hessians, GPTQ-PB and forward working set (the largest layer)", layer_work});
@@ -201,7 +204,7 @@ std::string RunPlan::format() const {
       text += line;
     }
     std::snprintf(line, sizeof line, "plan  %-6s peak %s of %s available%s\n", memory.where.c_str(),
-                  gib(memory.peak_bytes).c_str(), gib(memory.available_bytes).c_str(),
+                  gib(memory.peak_bytes).c_str(), gib(memory.available_bytes + memory.in_use_bytes).c_str(),
                   memory.fits() ? "" : "  -- DOES NOT FIT");
     text += line;
   }

@@ -112,7 +112,9 @@ RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(s
   lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   PBLLM_CHECK(lock_fd_ >= 0, "cannot open ", lock.string(), ": ", std::strerror(errno));
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error_number = errno;
     ::close(lock_fd_);
+    PBLLM_CHECK(error_number == EWOULDBLOCK, "cannot lock ", lock.string(), ": ", std::strerror(error_number));
     throw StateError(str_cat("another pbllm-quantize is running with the state folder ", dir_.string(),
                         " (the same output): wait for it or give this run another --save"));
   }

@@ -37,7 +37,7 @@ inline constexpr const char* kInstalledDataDir = "share/pbllm/data";
 
 // $PBLLM_DATA when set; else <prefix>/share/pbllm/data beside an installed
 // executable's <prefix>/bin; else the bundled data/ of the source tree the
-// build ran in. None there: an error naming the places looked.
+// build ran in (also when it is gone: the missing dataset file is the error).
 std::filesystem::path default_data_dir();
 
 // The file a dataset reads for a split. Missing: an error naming the file,

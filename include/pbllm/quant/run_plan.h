@@ -19,7 +19,6 @@ struct RunShape {
   int64_t blocksize = 128;
   bool packed = false;              // --format pb: the packed Linears are held too
   int64_t eval_seqlen = 0;          // 0: no evaluation after quantizing
-  int64_t kept_layers = 0;          // read back from a state folder: one forward each, no GPTQ
 };
 
 struct MemoryItem {
@@ -33,7 +32,8 @@ struct MemoryPlan {
   std::vector<MemoryItem> items;  // what makes up the peak
   int64_t peak_bytes = 0;         // their sum
   int64_t available_bytes = 0;    // MemAvailable, or the GPU's free memory
-  bool fits() const { return peak_bytes <= available_bytes; }
+  int64_t in_use_bytes = 0;       // of the peak, already held now (not part of what is available)
+  bool fits() const { return peak_bytes - in_use_bytes <= available_bytes; }
 };
 
 struct RunPlan {
