@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <optional>
 #include <cstdio>
 
 #include "pbllm/core/check.h"
@@ -124,9 +125,9 @@ nlohmann::json run_manifest(const Arguments& a, int64_t seqlen, const pbllm::io:
 }
 
 // Added to an error or interruption once layers are kept: how to go on.
-std::string resume_note(const pbllm::quant::RunState& state) {
-  if (state.finished_layers() == 0) return "";
-  return str_cat("; layers 0..", state.finished_layers() - 1, " are kept in ", state.dir().string(),
+std::string resume_note(const pbllm::quant::RunState* state) {
+  if (state == nullptr || state->finished_layers() == 0) return "";
+  return str_cat("; layers 0..", state->finished_layers() - 1, " are kept in ", state->dir().string(),
                  ": run the same command again to resume after them (--restart discards them)");
 }
 
@@ -205,7 +206,7 @@ void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const p
 // the summary and --save; returns the report.
 nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm::io::Checkpoint& checkpoint,
                                  pbllm::model::DecoderModel& model, const pbllm::tokenizer::Tokenizer& tokenizer,
-                                 pbllm::quant::RunState& state) {
+                                 pbllm::quant::RunState* state) {
   const auto windows =
       pbllm::data::calibration_windows(run.dataset, tokenizer, run.data_dir, a.nsamples, a.seed, run.seqlen);
   pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", run.seqlen, " tokens from ",
@@ -213,7 +214,7 @@ nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm
 
   pbllm::pack::PackedLinears packed;
   const auto reports = pbllm::quant::quantize_layers(model, windows, a.gptq, a.selection, print_linear,
-                                                     a.format == "pb" ? &packed : nullptr, &state);
+                                                     a.format == "pb" ? &packed : nullptr, state);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
   double loss = 0, salient_weights = 0, weights = 0;
   for (const auto& r : reports) {
@@ -292,9 +293,17 @@ int main(int argc, char** argv) {
     check_plan(a, run, *model, !eval_datasets.empty());
     if (a.dry_run) return;
     run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
-    pbllm::quant::RunState state(pbllm::quant::state_dir_beside(run.save_dir),
-                                 run_manifest(a, run.seqlen, checkpoint, run.calibration_file, run.calibration_sha256),
-                                 a.restart);
+    // The state folder: one the user must deal with stops the run; one that cannot be made only loses the resume.
+    std::optional<pbllm::quant::RunState> kept;
+    try {
+      kept.emplace(pbllm::quant::state_dir_beside(run.save_dir),
+                   run_manifest(a, run.seqlen, checkpoint, run.calibration_file, run.calibration_sha256), a.restart);
+    } catch (const pbllm::quant::StateError&) {
+      throw;
+    } catch (const pbllm::Error& error) {
+      pbllm::log::warn(str_cat("no state folder (", error.what(), "): this run cannot resume after a kill"));
+    }
+    pbllm::quant::RunState* state = kept ? &*kept : nullptr;
     nlohmann::json report;
     try {
       report = quantize_and_save(a, run, checkpoint, *model, *tokenizer, state);
@@ -319,7 +328,7 @@ int main(int argc, char** argv) {
     }
     if (!a.json.empty())
       write_report(a.json, report);
-    state.remove();  // the run is complete
+    if (state) state->remove();  // the run is complete
     if (!eval_datasets.empty()) pbllm::eval::require_some_evaluated(results);
   });
 }

@@ -33,9 +33,9 @@ bool is_state_file(const std::string& name) {
 // is a run killed before its manifest was written).
 void require_state_folder(const fs::path& dir) {
   for (const auto& entry : fs::directory_iterator(dir))
-    PBLLM_CHECK(is_state_file(entry.path().filename().string()), dir.string(),
-                " is not a pbllm state folder (it holds ", entry.path().filename().string(),
-                "): move it away, pbllm will not delete it");
+    if (!is_state_file(entry.path().filename().string()))
+      throw StateError(str_cat(dir.string(), " is not a pbllm state folder (it holds ", entry.path().filename().string(),
+                               "): move it away, pbllm will not delete it"));
 }
 
 // Removes what `keep` rejects (temporaries of killed writers, or everything on --restart).
@@ -96,9 +96,10 @@ std::vector<std::string> manifest_differences(const nlohmann::json& kept, const 
 
 RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(std::move(dir)) {
   const auto status = fs::symlink_status(dir_);
-  PBLLM_CHECK(!fs::is_symlink(status), dir_.string(), " is a symbolic link: pbllm keeps its state in a real folder");
-  PBLLM_CHECK(!fs::exists(status) || fs::is_directory(status), dir_.string(),
-              " exists and is not a folder: pbllm keeps the run's state there; move it away");
+  if (fs::is_symlink(status))
+    throw StateError(str_cat(dir_.string(), " is a symbolic link: pbllm keeps its state in a real folder"));
+  if (fs::exists(status) && !fs::is_directory(status))
+    throw StateError(str_cat(dir_.string(), " exists and is not a folder: pbllm keeps the run's state there; move it away"));
   // The folders made for it (e.g. output/) go with it when the run completes.
   for (fs::path missing = dir_.parent_path(); !missing.empty() && !fs::exists(missing); missing = missing.parent_path())
     made_parents_.push_back(missing);

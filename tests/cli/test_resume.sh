@@ -86,6 +86,12 @@ mkdir -p "$SCRATCH/fulldisk"
 check "a state folder that cannot be written does not stop the run (exit $?)" test $? -eq 0
 check "... it says the run cannot resume" grep -q "cannot keep layer 0 for a resume" "$SCRATCH/fulldisk/err"
 
+mkdir -p "$SCRATCH/nostate" && touch "$SCRATCH/nostate/output"  # the default state folder cannot be made
+(cd "$SCRATCH/nostate" && "$QUANTIZE" "$STORIES" "${SMALL[@]}" >out 2>err)
+check "a state folder that cannot be made does not stop the run (exit $?)" test $? -eq 0
+check "... it says the run cannot resume" grep -q "no state folder (.*): this run cannot resume after a kill" \
+  "$SCRATCH/nostate/err"
+
 mkdir -p "$SCRATCH/foreign/q.pbllm-state" && echo mine >"$SCRATCH/foreign/q.pbllm-state/notes.txt"
 expect_error "q.pbllm-state is not a pbllm state folder (it holds notes.txt)" \
   bash -c "cd '$SCRATCH/foreign' && '$QUANTIZE' '$STORIES' ${SMALL[*]} --save q --restart"

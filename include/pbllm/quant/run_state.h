@@ -29,7 +29,8 @@
 
 namespace pbllm::quant {
 
-// A state folder pbllm cannot use (damaged, foreign, busy, of another run).
+// A state folder pbllm must not use (damaged, foreign, busy, of another run):
+// the run stops. Other errors (a folder that cannot be created) only lose the resume.
 class StateError : public Error {
  public:
   using Error::Error;
