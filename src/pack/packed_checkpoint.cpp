@@ -1,6 +1,7 @@
 #include "pbllm/pack/packed_checkpoint.h"
 
 #include <cstdio>
+#include <type_traits>
 
 #include "pbllm/core/check.h"
 
@@ -35,6 +36,9 @@ nlohmann::json metadata_json(const io::SafetensorsFile& file, const std::string&
 template <typename T>
 T field(const nlohmann::json& entry, const char* key, const std::string& where) {
   PBLLM_CHECK(entry.is_object() && entry.contains(key), where, ": no \"", key, "\"");
+  // Integers through the one checked conversion (a float there is undefined behaviour in get<T>).
+  if constexpr (std::is_integral_v<T>)
+    if (entry.at(key).is_number()) return io::json_integer<T>(entry.at(key), str_cat(where, ": \"", key, "\""));
   try {
     return entry.at(key).get<T>();
   } catch (const nlohmann::json::exception&) {
