@@ -1,4 +1,4 @@
-// The portable packed GEMV (see packed_gemv.h), the byte-sum tables both
+// The portable packed GEMV (see packed_gemv.h), the triplet-sum tables both
 // kernels read, and the runtime choice of the AVX2 kernel.
 #include "packed_gemv.h"
 
@@ -39,31 +39,36 @@ float round_to_half(float value) {
   return result;
 }
 
-void packed_gemv_byte_sums(const float* x, int64_t words, float* out) {
-  for (int64_t chunk = 0; chunk < words * 8; ++chunk) {
-    float* table = out + chunk * 256;
-    const float* xc = x + chunk * 8;
-    table[0] = 0;
-    // Each subset = the subset without its lowest bit, plus that bit's x.
-    for (int b = 1; b < 256; ++b) table[b] = table[b & (b - 1)] + xc[__builtin_ctz(b)];
-  }
+void packed_gemv_triplet_sums(const float* x, int64_t columns, int64_t group_columns, int64_t group_triplets,
+                              float* out) {
+  const int64_t groups = (columns + group_columns - 1) / group_columns;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t t = 0; t < group_triplets; ++t) {
+      float* table = out + (g * group_triplets + t) * 8;
+      float xt[kGemvTripletColumns];
+      for (int64_t j = 0; j < kGemvTripletColumns; ++j) {
+        const int64_t in_group = t * kGemvTripletColumns + j, column = g * group_columns + in_group;
+        xt[j] = in_group < group_columns && column < columns ? x[column] : 0.0f;  // padding: its bit is never set
+      }
+      table[0] = 0;
+      // Each subset = the subset without its lowest bit, plus that bit's x.
+      for (int b = 1; b < 8; ++b) table[b] = table[b & (b - 1)] + xt[__builtin_ctz(b)];
+    }
 }
 
-void packed_gemv_rows_portable(const PackedGemvProblem& p, int64_t first, int64_t last) {
-  std::vector<float> ones(p.groups), salient_x(p.groups);
-  for (int64_t row = first; row < last; ++row) {
-    for (int64_t g = 0; g < p.groups; ++g) salient_x[g] = 0;
-    code_one_sums(p, row, ones.data());
-    const float salient_total = salient_part(p, row, p.salient_start[row], p.salient_start[row + 1], salient_x.data());
-    p.y[row] = finish_row(p, row, ones.data(), salient_x.data(), salient_total);
-  }
+void packed_gemv_blocks_portable(const PackedGemvProblem& p, int64_t first, int64_t last) {
+  gemv_blocks(
+      p, first, last, [&](int64_t block, float* ones) { code_one_sums(p, block, ones); },
+      [&](int64_t row, float* salient_x) {
+        return salient_part(p, row, p.salient_start[row], p.salient_start[row + 1], salient_x);
+      });
 }
 
 bool packed_gemv_avx2_available() {
   // F16C through cpuid (leaf 1, ecx bit 29): clang 14's __builtin_cpu_supports does not know it.
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
-  return __builtin_cpu_supports("avx2") && f16c;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 
 }  // namespace pbllm::kernels

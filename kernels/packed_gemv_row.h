@@ -1,83 +1,113 @@
-// The part of a packed GEMV row that both the portable and the AVX2 kernel
-// share: the salient weights, walked bit by bit, and the row's sum.
+// What the portable and the AVX2 packed GEMV share: the salient weights one
+// at a time, the code-1 sums by scalar lookups (the layout's reference), a row's final sum, and the
+// loop over a range of row blocks.
 #pragma once
 
 #include <string.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "packed_gemv.h"
 
 namespace pbllm::kernels {
 
-// A float rounded to the nearest half / bfloat16 (ties to even) and back, as
-// c10::Half / c10::BFloat16 round: the value the checkpoint holds.
-inline float round_to_bfloat16(float value) {
-  uint32_t bits;
+// A half's bits as a float, exact for every finite half: the 15 bits of
+// exponent and mantissa shifted into a float's place read as 2^-112 times the
+// value (subnormal halves land on float subnormals), the product by 2^112 is
+// exact; the sign is put back. (clang 14 has no _Float16 on x86.)
+inline float half_bits_to_float(uint32_t half) {
+  uint32_t bits = (half & 0x7fffu) << 13;
+  float value;
+  memcpy(&value, &bits, 4);
+  value *= 0x1p112f;
   memcpy(&bits, &value, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return value;  // NaN stays NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  bits &= 0xffff0000u;
+  bits |= (half & 0x8000u) << 16;
   memcpy(&value, &bits, 4);
   return value;
 }
-float round_to_half(float value);  // packed_gemv.cpp (through c10's conversion would pull Torch in)
 
-inline float rounded(float value, ValueRounding rounding) {
-  switch (rounding) {
-    case ValueRounding::half:
-      return round_to_half(value);
-    case ValueRounding::bfloat16:
-      return round_to_bfloat16(value);
-    case ValueRounding::none:
+// A salient weight's value from its word.
+inline float salient_value(const PackedGemvProblem& p, int64_t row, uint32_t word) {
+  const uint32_t high = word >> 16;
+  switch (p.salient_high) {
+    case SalientHigh::half:
+      return half_bits_to_float(high);
+    case SalientHigh::bfloat16: {
+      const uint32_t bits = high << 16;
+      float value;
+      memcpy(&value, &bits, 4);
+      return value;
+    }
+    case SalientHigh::code:
       break;
   }
-  return value;
-}
-
-// The value of a salient weight: its grid value, rounded as the checkpoint holds it.
-inline float salient_value(const PackedGemvProblem& p, int64_t row, uint8_t code) {
-  return rounded(p.high_scale[row] * (static_cast<float>(code) - p.high_zero[row]), p.rounding);
+  return p.high_scale[row] * (static_cast<float>(high) - p.high_zero[row]);
 }
 
 // Salient weights [from, to) of row `row`: returns their sum of h * x and adds
 // their x to salient_x[group].
 inline float salient_part(const PackedGemvProblem& p, int64_t row, int64_t from, int64_t to, float* salient_x) {
-  const int64_t group_columns = p.group_words * 64;
   float total = 0;
   for (int64_t k = from; k < to; ++k) {
-    const float x = p.x[p.salient_columns[k]];
-    total += salient_value(p, row, p.codes[k]) * x;
-    salient_x[p.salient_columns[k] / group_columns] += x;
+    const uint32_t column = p.salient[k] & 0xffffu;
+    const float x = p.x[column];
+    total += salient_value(p, row, p.salient[k]) * x;
+    salient_x[column / p.group_columns] += x;
   }
   return total;
 }
 
-// Each group's sum of x over the row's code-1 weights: one lookup per 8 columns.
-inline void code_one_sums(const PackedGemvProblem& p, int64_t row, float* ones) {
-  const uint64_t* signs = p.signs + row * p.words;
+// The 24 code bits of triplet t (and 8 bits of the next one).
+inline uint32_t triplet_word(const uint8_t* block_signs, int64_t t) {
+  uint32_t word;
+  memcpy(&word, block_signs + t * kGemvTripletBytes, 4);
+  return word;
+}
+
+// Each group's sum of x over the code-1 weights of the 8 rows of `block`:
+// ones[g * 8 + i] for row 8 * block + i, one table lookup per 3 columns.
+inline void code_one_sums(const PackedGemvProblem& p, int64_t block, float* ones) {
+  const uint8_t* signs = p.signs + block * p.block_bytes;
   for (int64_t g = 0; g < p.groups; ++g) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // four chains hide the add latency
-    const int64_t end = p.words < (g + 1) * p.group_words ? p.words : (g + 1) * p.group_words;
-    for (int64_t word = g * p.group_words; word < end; ++word) {
-      const uint64_t bits = signs[word];
-      const float* table = p.byte_sums + word * 8 * 256;
-      s0 += table[0 * 256 + (bits & 0xff)] + table[4 * 256 + ((bits >> 32) & 0xff)];
-      s1 += table[1 * 256 + ((bits >> 8) & 0xff)] + table[5 * 256 + ((bits >> 40) & 0xff)];
-      s2 += table[2 * 256 + ((bits >> 16) & 0xff)] + table[6 * 256 + ((bits >> 48) & 0xff)];
-      s3 += table[3 * 256 + ((bits >> 24) & 0xff)] + table[7 * 256 + (bits >> 56)];
+    float sum[kGemvBlockRows] = {};
+    for (int64_t t = g * p.group_triplets; t < (g + 1) * p.group_triplets; ++t) {
+      const uint32_t bits = triplet_word(signs, t);
+      const float* table = p.triplet_sums + t * 8;
+      for (int i = 0; i < kGemvBlockRows; ++i) sum[i] += table[(bits >> (3 * i)) & 7u];
     }
-    ones[g] = (s0 + s1) + (s2 + s3);
+    for (int i = 0; i < kGemvBlockRows; ++i) ones[g * kGemvBlockRows + i] = sum[i];
   }
 }
 
-// y[row] from each group's sum over code-1 weights (ones[g]) and over salient ones.
+// y[row] from each group's sum over code-1 weights (ones[g * 8 + lane], lane
+// = row % 8, as code_one_sums leaves them) and over salient ones.
 inline float finish_row(const PackedGemvProblem& p, int64_t row, const float* ones, const float* salient_x,
                         float salient_total) {
   float y = salient_total;
   for (int64_t g = 0; g < p.groups; ++g) {
-    const float zeros = p.group_sums[g] - ones[g] - salient_x[g];
-    y += p.one_value[g * p.rows + row] * ones[g] + p.zero_value[g * p.rows + row] * zeros;
+    const float one = ones[g * kGemvBlockRows + row % kGemvBlockRows];
+    const float zeros = p.group_sums[g] - one - salient_x[g];
+    y += p.one_value[g * p.rows + row] * one + p.zero_value[g * p.rows + row] * zeros;
   }
   return y;
+}
+
+// Row blocks [first, last): one_sums(block, ones) fills the block's code-1
+// sums, salient(row, salient_x) returns a row's sum of h * x over its salient
+// weights and adds their x to salient_x[group].
+template <typename OneSums, typename Salient>
+void gemv_blocks(const PackedGemvProblem& p, int64_t first, int64_t last, OneSums&& one_sums, Salient&& salient) {
+  std::vector<float> ones(p.groups * kGemvBlockRows), salient_x(p.groups);
+  for (int64_t block = first; block < last; ++block) {
+    one_sums(block, ones.data());
+    const int64_t end_row = std::min(p.rows, (block + 1) * kGemvBlockRows);
+    for (int64_t row = block * kGemvBlockRows; row < end_row; ++row) {
+      std::fill(salient_x.begin(), salient_x.end(), 0.0f);
+      const float salient_total = salient(row, salient_x.data());
+      p.y[row] = finish_row(p, row, ones.data(), salient_x.data(), salient_total);
+    }
+  }
 }
 
 }  // namespace pbllm::kernels

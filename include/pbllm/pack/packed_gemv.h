@@ -17,7 +17,7 @@ enum class GemvKernel { best, portable, avx2 };
 class PackedGemv {
  public:
   // Whether the kernel takes this Linear (1-bit low codes, high_bit <= 8,
-  // groups of a multiple of 64 columns or one group per row, <= 65536 columns).
+  // <= 65536 columns).
   static bool supports(const PackedLinear& packed);
   explicit PackedGemv(const PackedLinear& packed);
   // Whether this CPU runs the AVX2 kernel (else `best` is the portable one).
@@ -31,9 +31,9 @@ class PackedGemv {
   int64_t resident_bytes() const;
 
  private:
-  int64_t rows_ = 0, columns_ = 0, words_ = 0, group_words_ = 0, groups_ = 0;
+  int64_t rows_ = 0, columns_ = 0, group_columns_ = 0, groups_ = 0, group_triplets_ = 0;
   at::ScalarType dtype_ = at::kFloat;
-  at::Tensor signs_, salient_columns_, codes_, salient_start_, one_value_, zero_value_, high_scale_, high_zero_;
+  at::Tensor signs_, salient_, salient_start_, one_value_, zero_value_, high_scale_, high_zero_;
   at::Tensor zero_sign_entries_, zero_sign_deltas_;  // xnor weights at their mean, and value - zero_value
 };
 
