@@ -159,6 +159,13 @@ TEST(PackedGemv, EqualsTheDecodedMatrixTimesX) {
     const auto linear = pbllm::testing::random_quantized_linear(200, 300, 0.9, 7, dtype);
     expect_gemv_equals_decoded(encode_linear(linear, "random"), str_cat("random ", at::toString(dtype)));
   }
+  // The layout's edges: fewer rows than a block of 8, columns not a whole
+  // triplet, one column, rows past a whole block, more than 8 salient a row.
+  for (const auto& [rows, columns] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 2}, {9, 3}, {8, 4}, {17, 67}, {3, 200}})
+    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      const auto linear = pbllm::testing::random_quantized_linear(rows, columns, 0.9, 11, dtype);
+      expect_gemv_equals_decoded(encode_linear(linear, "edge"), str_cat("edge ", rows, "x", columns));
+    }
   // GPTQ-PB's own output, xnor and sign, one group per row and groups of 64 and
   // 32 columns (groups padded to whole triplets of the layout).
   const auto [W, H] = pbllm::testing::random_layer(70, 192, 19);
