@@ -33,7 +33,15 @@ void hessian_update(const HessianUpdate& u, void* cublas_handle, void* stream) {
   PBLLM_CHECK(u.tokens > 0 && u.columns > 0 && u.tokens <= INT_MAX && u.columns <= INT_MAX,
               "hessian_update: ", u.tokens, " x ", u.columns, " inputs are outside cuBLAS's int sizes");
   auto handle = static_cast<cublasHandle_t>(cublas_handle);
-  check_cublas(cublasSetStream(handle, static_cast<cudaStream_t>(stream)), "cublasSetStream");
+  // LibTorch's handle comes bound to its current stream and to Torch's own
+  // workspace; cublasSetStream resets the workspace to cuBLAS's default pool,
+  // allocated outside Torch's caching allocator (invisible to the peak-memory
+  // figure, an OOM where the allocator holds most of the GPU). So rebind only
+  // for a caller that passes another stream (pbllm passes Torch's current one).
+  cudaStream_t bound = nullptr;
+  check_cublas(cublasGetStream(handle, &bound), "cublasGetStream");
+  if (bound != static_cast<cudaStream_t>(stream))
+    check_cublas(cublasSetStream(handle, static_cast<cudaStream_t>(stream)), "cublasSetStream");
   // cuBLAS is column-major: row-major X [tokens, columns] is the column-major
   // matrix A = X^T [columns, tokens] with leading dimension `columns`, and
   // X^T X = A A^T, a GEMM of A with its own transpose. (H is symmetric, so
