@@ -28,7 +28,7 @@ inline std::pair<at::Tensor, at::Tensor> random_layer(int64_t rows, int64_t colu
 inline pack::QuantizedLinear random_quantized_linear(int64_t rows, int64_t columns, double low_frac, uint64_t seed,
                                                      at::ScalarType dtype = at::kFloat) {
   at::manual_seed(seed);
-  const at::Tensor W = at::randn({rows, columns});
+  const at::Tensor W = at::randn({rows, columns}).to(dtype).to(at::kFloat);  // as a checkpoint in `dtype` holds it
   const at::Tensor threshold = std::get<0>(W.abs().reshape({-1}).kthvalue(
       std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(W.numel()) * low_frac))));
   pack::QuantizedLinear q;

@@ -42,7 +42,7 @@ at::Tensor mask_from_blocks(const EncodedMask& encoded, int64_t rows, int64_t co
 TEST(MaskCodec, PositionsRoundTripAtEveryDensity) {
   at::manual_seed(3);
   for (const double density : {0.0, 0.001, 0.1, 0.5, 0.97, 1.0}) {
-    const at::Tensor mask = at::rand({70, 53}) < density;  // 70 rows: three blocks, the last partial
+    const at::Tensor mask = at::rand({70, 53}) < density;  // 70 rows: two blocks, the last partial
     const EncodedMask encoded = encode_mask(mask);
     EXPECT_EQ(encoded.salient, mask.sum().item<int64_t>()) << density;
     EXPECT_TRUE(at::equal(mask_from_blocks(encoded, 70, 53), mask)) << density;
@@ -94,10 +94,13 @@ TEST(PackedLinear, DecodesToTheFakeQuantWeightsBitForBit) {
           options.low_frac = 0.8;
           const std::string label = str_cat(traits.name, " metric ", static_cast<int>(metric), " groupsize ",
                                             groupsize, " high_bit ", high_bit);
-          const auto result = quant::gptq_pb_quantize(W, H, options, label);
+          // The weights as a checkpoint of that dtype holds them: a 16-bit one
+          // stores every row's high-bit range in the dtype.
           const at::ScalarType dtype = dtypes[cases++ % 3];
+          const auto result = quant::gptq_pb_quantize(W.to(dtype).to(at::kFloat), H, options, label);
           const PackedLinear packed = encode_linear(quant::quantized_linear(result, options, dtype), label);
           EXPECT_EQ(packed.salient, (~result.binarized).sum().item<int64_t>()) << label;
+          EXPECT_EQ(packed.high_range.defined(), dtype != at::kFloat) << label;
           EXPECT_TRUE(at::equal(decode_linear(packed), result.weight.to(dtype).to(at::kFloat))) << label;
         }
   EXPECT_EQ(cases, 6 * 2 * 2 * 7);
@@ -209,14 +212,16 @@ TEST(PackedGemv, RefusesWhatItCannotRun) {
   EXPECT_ERROR_CONTAINS(gemv(at::zeros({5})), "x has shape [5], expected [4]");
 }
 
-// A packed checkpoint folder of one hand-made Linear, its tensors and
-// metadata rewritten by `corrupt` before saving.
+// A packed checkpoint folder of one Linear "w" (the hand-made one unless
+// given), its tensors and metadata rewritten by `corrupt` before saving.
 void write_packed_folder(const std::filesystem::path& dir,
-                         const std::function<void(io::NamedTensors&, std::map<std::string, std::string>&)>& corrupt) {
+                         const std::function<void(io::NamedTensors&, std::map<std::string, std::string>&)>& corrupt,
+                         const QuantizedLinear& linear = hand_made_xnor()) {
   std::filesystem::create_directories(dir);
   io::write_text_file(dir / "config.json", "{}");
-  const auto packed = std::make_shared<const PackedLinear>(encode_linear(hand_made_xnor(), "w"));
-  save_packed_safetensors(dir / kPackedWeightsFile, {{"w", at::zeros({2, 4})}}, {{"w", packed}}, {{"note", "test"}});
+  const auto packed = std::make_shared<const PackedLinear>(encode_linear(linear, "w"));
+  save_packed_safetensors(dir / kPackedWeightsFile, {{"w", at::zeros_like(linear.weight)}}, {{"w", packed}},
+                          {{"note", "test"}});
   const io::SafetensorsFile file((dir / kPackedWeightsFile).string());
   io::NamedTensors tensors;
   for (const std::string& name : file.names()) tensors.emplace_back(name, file.tensor(name).clone());
@@ -270,12 +275,22 @@ TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
     set_tensor(t, "w.pb.high_scale", at::full({2}, NAN));
   });
   EXPECT_ERROR_CONTAINS(read("nan"), "w: a quantizer parameter is NaN or Inf");
-  write_packed_folder(scratch / "version", [](auto&, auto& m) { m["pbllm.format_version"] = "2"; });
-  EXPECT_ERROR_CONTAINS(read("version"), "packed format version 2 is not the one this pbllm reads (1)");
-  write_packed_folder(scratch / "shape", [](auto&, auto& m) { edit_linear_metadata(m, "shape", {40, 4}); });
+  write_packed_folder(scratch / "nan_values", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.low_values", at::full({1, 2, 2}, NAN));
+  });
+  EXPECT_ERROR_CONTAINS(read("nan_values"), "w: a quantizer parameter is NaN or Inf");
+  write_packed_folder(scratch / "zero_sign_values", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.zero_sign_values", at::zeros({0}));
+  });
+  EXPECT_ERROR_CONTAINS(read("zero_sign_values"), "w: tensor 'zero_sign_values' is Float [0], expected Float [1]");
+  write_packed_folder(scratch / "version", [](auto&, auto& m) { m["pbllm.format_version"] = "3"; });
+  EXPECT_ERROR_CONTAINS(read("version"), "packed format version 3 is not the one this pbllm reads (2)");
+  write_packed_folder(scratch / "version1", [](auto&, auto& m) { m["pbllm.format_version"] = "1"; });
+  EXPECT_ERROR_CONTAINS(read("version1"), "packed format version 1 is not the one this pbllm reads (2)");
+  write_packed_folder(scratch / "shape", [](auto&, auto& m) { edit_linear_metadata(m, "shape", {80, 4}); });
   EXPECT_ERROR_CONTAINS(read("shape"), "w: tensor 'mask_index' is Long [2, 2], expected Long [3, 2]");
   write_packed_folder(scratch / "method", [](auto&, auto& m) { edit_linear_metadata(m, "method", "sign"); });
-  EXPECT_ERROR_CONTAINS(read("method"), "w: tensor 'low_mean' is not part of a sign Linear");
+  EXPECT_ERROR_CONTAINS(read("method"), "w: tensor 'low_values' is not part of a sign Linear");
   write_packed_folder(scratch / "stray", [](io::NamedTensors& t, auto&) {
     t.emplace_back("v.pb.mask", at::zeros({1}, at::kByte));
   });
@@ -294,6 +309,44 @@ TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
     set_tensor(t, "w.pb.mask", at::tensor({0x7f}).to(at::kByte));  // quotient 7: a gap past the 8 weights
   });
   EXPECT_ERROR_CONTAINS(read("gap"), "truncated or corrupt");
+}
+
+TEST(PackedLinear, SixteenBitRowsStoreTheirRangeAndXnorItsTwoValues) {
+  // A 16-bit checkpoint's row range reproduces the high-bit grid (32 bits a
+  // row, not 40), xnor keeps its two values in the dtype (32 bits, not 64).
+  for (const at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+    const QuantizedLinear linear = pbllm::testing::random_quantized_linear(70, 96, 0.9, 4, dtype);
+    const PackedLinear packed = encode_linear(linear, "w");
+    ASSERT_TRUE(packed.high_range.defined()) << at::toString(dtype);
+    EXPECT_EQ(packed.high_range.scalar_type(), dtype);
+    EXPECT_FALSE(packed.tensors().count("high_scale"));
+    EXPECT_TRUE(at::equal(packed.high_scale, linear.high_scale));  // derived, bit for bit
+    EXPECT_TRUE(at::equal(packed.high_zero.to(at::kFloat), linear.high_zero));
+    EXPECT_EQ(packed.low_values.sizes(), at::IntArrayRef({1, 70, 2}));
+    EXPECT_TRUE(at::equal(decode_linear(packed), linear.weight.to(dtype).to(at::kFloat)));
+  }
+  // float32 keeps the quantizer's scale and zero (its range would take 64 bits).
+  EXPECT_FALSE(encode_linear(pbllm::testing::random_quantized_linear(8, 32, 0.9, 4), "w").high_range.defined());
+
+  ScratchDir scratch;
+  auto read = [&](const std::string& name) {
+    return read_packed_linears(io::Checkpoint::open((scratch / name).string()));
+  };
+  const QuantizedLinear bf16 = pbllm::testing::random_quantized_linear(4, 32, 0.9, 4, at::kBFloat16);
+  write_packed_folder(scratch / "good", [](auto&, auto&) {}, bf16);
+  EXPECT_TRUE(at::equal(decode_linear(*read("good").at("w")), bf16.weight.to(at::kBFloat16).to(at::kFloat)));
+  write_packed_folder(scratch / "empty_range", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.high_range", at::ones({4, 2}, at::kBFloat16));
+  }, bf16);
+  EXPECT_ERROR_CONTAINS(read("empty_range"), "w: high_range of row 0 is [1, 1], not a range");
+  write_packed_folder(scratch / "both", [](io::NamedTensors& t, auto&) {
+    t.emplace_back("w.pb.high_scale", at::ones({4}));
+  }, bf16);
+  EXPECT_ERROR_CONTAINS(read("both"), "w: stores both 'high_range' and 'high_scale' / 'high_zero'");
+  write_packed_folder(scratch / "off_grid", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.high_range", at::tensor({1.0f, 2.0f}).repeat({4, 1}).to(at::kBFloat16));
+  }, bf16);
+  EXPECT_ERROR_CONTAINS(read("off_grid"), "w: high_range of row 0 gives the zero point -255, outside 0..255");
 }
 
 // stories260K quantized with the packed Linears collected; the packed folder,

@@ -169,10 +169,13 @@ nlohmann::json packed_settings(const Arguments& a) {
           {"groupsize", a.gptq.groupsize}, {"salient_metric", a.metric}, {"command", a.command},
           {"pbllm_version", PBLLM_VERSION},
           {"layout", "per Linear W: W.pb.mask = Golomb-Rice gaps between salient positions, row-major, restarting "
-                     "every 32 rows (W.pb.mask_index: first bit and salient count before each block); "
+                     "every 64 rows (W.pb.mask_index: first bit and salient count before each block); "
                      "W.pb.low_codes / W.pb.high_codes = codes LSB-first in row-major order of the non-salient / "
-                     "salient weights; W.pb.high_scale, high_zero per row; W.pb.low_mean, low_scale, low_zero per "
-                     "(group, row); W.pb.zero_signs = xnor weights equal to their mean"}};
+                     "salient weights; W.pb.high_range = per row (low, high) in the checkpoint's dtype with "
+                     "scale = (high - low) / maxq, zero = round(-low / scale), else W.pb.high_scale, high_zero per "
+                     "row; W.pb.low_values = xnor's values of codes 0 and 1 per (group, row) in the checkpoint's "
+                     "dtype; W.pb.low_scale, low_zero per (group, row) for the other methods; W.pb.zero_signs, "
+                     "zero_sign_values = xnor weights equal to their mean, and their values"}};
 }
 
 // Writes --save DIR in the chosen format, then measures the saved file (read

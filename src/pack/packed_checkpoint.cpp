@@ -71,10 +71,12 @@ PackedLinear packed_from_metadata(const io::SafetensorsFile& source, const std::
   p.high_codes = tensor("high_codes");
   p.high_scale = tensor("high_scale");
   p.high_zero = tensor("high_zero");
-  p.low_mean = tensor("low_mean");
+  p.high_range = tensor("high_range");
   p.low_scale = tensor("low_scale");
   p.low_zero = tensor("low_zero");
+  p.low_values = tensor("low_values");
   p.zero_signs = tensor("zero_signs");
+  p.zero_sign_values = tensor("zero_sign_values");
   check_packed_linear(p);
   return p;
 }
@@ -163,7 +165,7 @@ ModelSize measure_model_size(const io::Checkpoint& checkpoint, const PackedLinea
     for (const auto& [suffix, tensor] : p->tensors()) {
       const auto bytes = static_cast<int64_t>(tensor.nbytes());
       if (suffix == "mask" || suffix == "mask_index") l.mask_bytes += bytes;
-      else if (suffix == "low_codes" || suffix == "zero_signs") l.low_bytes += bytes;
+      else if (suffix == "low_codes" || suffix == "zero_signs" || suffix == "zero_sign_values") l.low_bytes += bytes;
       else if (suffix == "high_codes") l.high_bytes += bytes;
       else l.parameter_bytes += bytes;
     }

@@ -92,7 +92,7 @@ PackedGemv::PackedGemv(const PackedLinear& p)
     for (int64_t i = 0; i < p.zero_signs.numel(); ++i) {
       const int64_t entry = p.zero_signs.data_ptr<int64_t>()[i];
       const int64_t row = entry / columns_, group = (entry % columns_) / p.group_columns;
-      zero_sign_deltas_.data_ptr<float>()[i] = zero_sign_value(p, entry) - zero[group * rows_ + row];
+      zero_sign_deltas_.data_ptr<float>()[i] = zero_sign_value(p, i) - zero[group * rows_ + row];
     }
   }
 }

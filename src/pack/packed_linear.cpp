@@ -7,6 +7,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "gptq_pb_phases.h"
@@ -65,6 +66,12 @@ bool low_code_of(LowBitMethod method, float q, const LowBitRow& r, float* code) 
   return false;
 }
 
+// The quantizer's code of a stored code: xnor stores sign +1 as 1 and -1 as
+// 0 (its sign 0 is listed in zero_signs).
+float stored_code(LowBitMethod method, uint32_t code) {
+  return method == LowBitMethod::xnor ? static_cast<float>(2 * static_cast<int>(code) - 1) : static_cast<float>(code);
+}
+
 struct Parameters {
   const float *high_scale, *high_zero, *low_mean, *low_scale, *low_zero;
   int64_t rows, group_columns;
@@ -75,13 +82,117 @@ struct Parameters {
   }
 };
 
+// The high-bit grid of a row range, as HighBitQuantizer::calibrate computes it.
+float grid_scale(float low, float high, float maxq) { return (high - low) / maxq; }
+float grid_zero(float low, float scale) { return kernels::round_half_even(-low / scale); }
+
+// The 16-bit values of `dtype` in order of value: key k -> bits (sign and magnitude).
+struct Ordered16 {
+  static int32_t key(uint16_t bits) { return bits & 0x8000u ? -static_cast<int32_t>(bits & 0x7fffu) : bits; }
+  static uint16_t bits(int32_t key) { return static_cast<uint16_t>(key < 0 ? 0x8000u | static_cast<uint32_t>(-key) : key); }
+};
+
+float value_of_bits(uint16_t bits, at::ScalarType dtype) {
+  return dtype == at::kHalf ? static_cast<float>(c10::Half(bits, c10::Half::from_bits()))
+                            : static_cast<float>(c10::BFloat16(bits, c10::BFloat16::from_bits()));
+}
+uint16_t bits_of_value(float value, at::ScalarType dtype) {
+  return dtype == at::kHalf ? c10::Half(value).x : c10::BFloat16(value).x;
+}
+
+// A row range (low, high) in `dtype` whose grid is exactly (scale, zero), or
+// false. The quantizer took the range from the row's weights, which the
+// checkpoint's dtype holds, so low is one of the few values of that dtype
+// with round(-low / scale) = zero, and high = low + maxq * scale to within a
+// rounding: both are searched near there and the grid recomputed.
+bool find_range(float scale, float zero, float maxq, at::ScalarType dtype, uint16_t range[2]) {
+  constexpr int32_t kLowSteps = 512, kHighSteps = 2;
+  auto key_near = [&](float value) { return Ordered16::key(bits_of_value(value, dtype)); };
+  auto fits = [&](int32_t low_key) {
+    const float low = value_of_bits(Ordered16::bits(low_key), dtype);
+    if (!std::isfinite(low) || !same_bits(grid_zero(low, scale), zero)) return false;
+    const int32_t high_key = key_near(low + maxq * scale);
+    for (int32_t k = high_key - kHighSteps; k <= high_key + kHighSteps; ++k) {
+      const float high = value_of_bits(Ordered16::bits(k), dtype);
+      const float s = grid_scale(low, high, maxq);
+      if (std::isfinite(high) && same_bits(s, scale) && same_bits(grid_zero(low, s), zero)) {
+        range[0] = Ordered16::bits(low_key), range[1] = Ordered16::bits(k);
+        return true;
+      }
+    }
+    return false;
+  };
+  // Outward from -zero * scale (0 first when zero is 0: a row without negative weights).
+  const int32_t centre = key_near(-zero * scale);
+  for (int32_t step = 0; step <= kLowSteps; ++step)
+    if (fits(centre + step) || (step > 0 && fits(centre - step))) return true;
+  return false;
+}
+
+// high_range for a 16-bit checkpoint dtype when every row's grid has one
+// (32 bits a row instead of 40 or 64), else undefined.
+at::Tensor high_range_of(const at::Tensor& high_scale, const at::Tensor& high_zero, float maxq, at::ScalarType dtype) {
+  if (dtype != at::kHalf && dtype != at::kBFloat16) return {};
+  const int64_t rows = high_scale.numel();
+  at::Tensor range = at::empty({rows, 2}, at::kShort);
+  auto* out = reinterpret_cast<uint16_t*>(range.data_ptr<int16_t>());
+  for (int64_t row = 0; row < rows; ++row)
+    if (!find_range(high_scale.data_ptr<float>()[row], high_zero.data_ptr<float>()[row], maxq, dtype, out + 2 * row))
+      return {};
+  return range.view(dtype);
+}
+
+// The value of each stored code of each (group, row), in `dtype`: [groups, rows, levels].
+at::Tensor code_values(const Parameters& params, int64_t groups, int levels, LowBitMethod method,
+                       at::ScalarType dtype) {
+  at::Tensor values = at::empty({groups, params.rows, levels}, at::kFloat);
+  float* out = values.data_ptr<float>();
+  for (int64_t group = 0; group < groups; ++group)
+    for (int64_t row = 0; row < params.rows; ++row)
+      for (int code = 0; code < levels; ++code)
+        *out++ = through_dtype(
+            kernels::low_value(method, stored_code(method, code), params.low(row, group * params.group_columns)), dtype);
+  return values.to(dtype);  // exact: each value came through the dtype
+}
+
+// Element i of a float32 / half / bfloat16 tensor, as a float.
+float value_at(const at::Tensor& t, int64_t i) {
+  switch (t.scalar_type()) {
+    case at::kHalf:
+      return static_cast<float>(t.data_ptr<c10::Half>()[i]);
+    case at::kBFloat16:
+      return static_cast<float>(t.data_ptr<c10::BFloat16>()[i]);
+    default:
+      return t.data_ptr<float>()[i];
+  }
+}
+
+// high_scale / high_zero from high_range, as the quantizer computed them.
+void derive_high_grid(PackedLinear& p, at::ScalarType zero_dtype) {
+  const float maxq = static_cast<float>((1 << p.high_bit) - 1);
+  at::Tensor scale = at::empty({p.rows}, at::kFloat), zero = at::empty({p.rows}, at::kFloat);
+  for (int64_t row = 0; row < p.rows; ++row) {
+    const float low = value_at(p.high_range, 2 * row), high = value_at(p.high_range, 2 * row + 1);
+    PBLLM_CHECK(std::isfinite(low) && std::isfinite(high) && low < high, p.name, ": high_range of row ", row, " is [",
+                low, ", ", high, "], not a range");
+    const float s = grid_scale(low, high, maxq), z = grid_zero(low, s);
+    PBLLM_CHECK(z >= 0 && z <= maxq, p.name, ": high_range of row ", row, " gives the zero point ", z, ", outside 0..",
+                maxq);
+    scale.data_ptr<float>()[row] = s;
+    zero.data_ptr<float>()[row] = z;
+  }
+  p.high_scale = scale;
+  p.high_zero = zero.to(zero_dtype);
+}
+
 }  // namespace
 
 std::map<std::string, at::Tensor> PackedLinear::tensors() const {
-  std::map<std::string, at::Tensor> all = {{"mask", mask},           {"mask_index", mask_index}, {"low_codes", low_codes},
-                                           {"high_codes", high_codes}, {"high_scale", high_scale}, {"high_zero", high_zero},
-                                           {"low_mean", low_mean},   {"low_scale", low_scale},   {"low_zero", low_zero},
-                                           {"zero_signs", zero_signs}};
+  std::map<std::string, at::Tensor> all = {
+      {"mask", mask},           {"mask_index", mask_index}, {"low_codes", low_codes},   {"high_codes", high_codes},
+      {"high_range", high_range}, {"low_scale", low_scale}, {"low_zero", low_zero},     {"low_values", low_values},
+      {"zero_signs", zero_signs}, {"zero_sign_values", zero_sign_values}};
+  if (!high_range.defined()) all.insert({{"high_scale", high_scale}, {"high_zero", high_zero}});  // else derived
   for (auto it = all.begin(); it != all.end();) it = it->second.defined() ? std::next(it) : all.erase(it);
   return all;
 }
@@ -113,17 +224,19 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
   out.dtype = in.dtype;
   out.high_scale = cpu_float(in.high_scale);
   const at::Tensor high_zero = cpu_float(in.high_zero);
-  if (traits.has_mean) out.low_mean = cpu_float(in.low_mean);
-  if (traits.has_scale) out.low_scale = cpu_float(in.low_scale);
-  if (traits.has_zero) out.low_zero = cpu_float(in.low_zero);
-  const Parameters params{out.high_scale.data_ptr<float>(), high_zero.data_ptr<float>(),
-                          out.low_mean.defined() ? out.low_mean.data_ptr<float>() : nullptr,
-                          out.low_scale.defined() ? out.low_scale.data_ptr<float>() : nullptr,
-                          out.low_zero.defined() ? out.low_zero.data_ptr<float>() : nullptr,
-                          out.rows, out.group_columns, static_cast<float>((1 << in.high_bit) - 1), low_maxq(in.method)};
+  // The quantizer's own parameters find the codes; what is stored follows the method's traits.
+  auto optional_float = [](const at::Tensor& t) { return t.defined() ? cpu_float(t) : at::Tensor(); };
+  const at::Tensor low_mean = optional_float(in.low_mean), low_scale = optional_float(in.low_scale),
+                   low_zero = optional_float(in.low_zero);
+  if (traits.has_scale) out.low_scale = low_scale;
+  if (traits.has_zero) out.low_zero = low_zero;
+  auto pointer = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; };
+  const Parameters params{out.high_scale.data_ptr<float>(), high_zero.data_ptr<float>(), pointer(low_mean),
+                          pointer(low_scale), pointer(low_zero), out.rows, out.group_columns,
+                          static_cast<float>((1 << in.high_bit) - 1), low_maxq(in.method)};
 
   std::vector<uint16_t> low_codes, high_codes;
-  std::vector<float> raw_values;
+  std::vector<float> raw_values, zero_sign_values;
   std::vector<int64_t> zero_signs;
   const float* w = W.data_ptr<float>();
   const bool* s = salient.data_ptr<bool>();
@@ -150,7 +263,10 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
           PBLLM_CHECK(low_code_of(in.method, q, params.low(row, column), &code), where(), " is not a ", traits.name,
                       " value of its row");
           if (in.method == LowBitMethod::xnor) {
-            if (code == 0) zero_signs.push_back(entry);  // the mean itself: stored as -1, listed here
+            if (code == 0) {  // the mean itself: stored as -1, listed here with its value
+              zero_signs.push_back(entry);
+              zero_sign_values.push_back(through_dtype(q, in.dtype));
+            }
             code = code > 0 ? 1.0f : 0.0f;
           }
           low_codes.push_back(static_cast<uint16_t>(code));
@@ -167,17 +283,23 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
   std::memcpy(out.mask_index.data_ptr<int64_t>(), mask.index.data(), mask.index.size() * sizeof(int64_t));
   out.high_codes = bytes_tensor(pack_codes(high_codes, in.high_bit));
   out.high_zero = in.high_bit <= 8 ? high_zero.to(at::kByte) : high_zero.to(at::kInt);
+  out.high_range = high_range_of(out.high_scale, high_zero, params.high_maxq, in.dtype);
+  if (out.high_range.defined()) out.high_scale = out.high_zero = at::Tensor();  // derived from it by the check
+  if (traits.code_values) out.low_values = code_values(params, out.groups(), traits.levels, in.method, in.dtype);
   if (traits.storage == LowBitStorage::codes) out.low_codes = bytes_tensor(pack_codes(low_codes, traits.code_bits));
   if (traits.storage == LowBitStorage::raw_values)
     out.low_codes = at::from_blob(raw_values.data(), {static_cast<int64_t>(raw_values.size())}, at::kFloat)
                         .to(in.dtype, /*non_blocking=*/false, /*copy=*/true);
-  if (in.method == LowBitMethod::xnor)
-    out.zero_signs = at::from_blob(zero_signs.data(), {static_cast<int64_t>(zero_signs.size())}, at::kLong).clone();
+  if (in.method == LowBitMethod::xnor) {
+    const int64_t n = static_cast<int64_t>(zero_signs.size());
+    out.zero_signs = at::from_blob(zero_signs.data(), {n}, at::kLong).clone();
+    out.zero_sign_values = at::from_blob(zero_sign_values.data(), {n}, at::kFloat).to(in.dtype, false, true);
+  }
   check_packed_linear(out);
   return out;
 }
 
-void check_packed_linear(const PackedLinear& p) {
+void check_packed_linear(PackedLinear& p) {
   const std::string& name = p.name;
   const LowBitMethodTraits& traits = low_bit_method_traits(p.method);
   auto require = [&](const at::Tensor& t, const char* suffix, at::ScalarType dtype, std::vector<int64_t> shape) {
@@ -200,8 +322,17 @@ void check_packed_linear(const PackedLinear& p) {
   for (int64_t block = 0; block < blocks; ++block) p.mask_view().block_positions(block, positions);
   const int64_t low_count = p.weights() - p.salient;
   require(p.high_codes, "high_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(p.salient, p.high_bit))});
+  const at::ScalarType zero_dtype = p.high_bit <= 8 ? at::kByte : at::kInt;
+  if (p.high_range.defined()) {
+    PBLLM_CHECK(!p.high_scale.defined() && !p.high_zero.defined(), name,
+                ": stores both 'high_range' and 'high_scale' / 'high_zero' (one grid per row)");
+    PBLLM_CHECK(p.dtype == at::kHalf || p.dtype == at::kBFloat16, name, ": tensor 'high_range' in a ",
+                at::toString(p.dtype), " Linear (only 16-bit ones store it)");
+    require(p.high_range, "high_range", p.dtype, {p.rows, 2});
+    derive_high_grid(p, zero_dtype);
+  }
   require(p.high_scale, "high_scale", at::kFloat, {p.rows});
-  require(p.high_zero, "high_zero", p.high_bit <= 8 ? at::kByte : at::kInt, {p.rows});
+  require(p.high_zero, "high_zero", zero_dtype, {p.rows});
   const at::Tensor high_zero = p.high_zero.to(at::kLong);
   PBLLM_CHECK(high_zero.max().item<int64_t>() < (int64_t{1} << p.high_bit) && high_zero.min().item<int64_t>() >= 0,
               name, ": a high-bit zero point is outside 0..", (1 << p.high_bit) - 1);
@@ -216,23 +347,25 @@ void check_packed_linear(const PackedLinear& p) {
       PBLLM_CHECK(!p.low_codes.defined(), name, ": ", traits.name, " stores no low-bit codes, but the file has some");
       break;
   }
+  const bool xnor = p.method == LowBitMethod::xnor;
   for (const auto& [suffix, tensor] : p.tensors()) {
-    const bool used = (suffix != "low_mean" || traits.has_mean) && (suffix != "low_scale" || traits.has_scale) &&
-                      (suffix != "low_zero" || traits.has_zero) &&
-                      (suffix != "zero_signs" || p.method == LowBitMethod::xnor);
+    const bool used = (suffix != "low_scale" || traits.has_scale) && (suffix != "low_zero" || traits.has_zero) &&
+                      (suffix != "low_values" || traits.code_values) &&
+                      ((suffix != "zero_signs" && suffix != "zero_sign_values") || xnor);
     PBLLM_CHECK(used, name, ": tensor '", suffix, "' is not part of a ", traits.name, " Linear");
   }
   const std::vector<int64_t> group_rows = {p.groups(), p.rows};
-  if (traits.has_mean) require(p.low_mean, "low_mean", at::kFloat, group_rows);
   if (traits.has_scale) require(p.low_scale, "low_scale", at::kFloat, group_rows);
   if (traits.has_zero) require(p.low_zero, "low_zero", at::kFloat, group_rows);
-  for (const at::Tensor* t : {&p.high_scale, &p.low_mean, &p.low_scale, &p.low_zero})
+  if (traits.code_values) require(p.low_values, "low_values", p.dtype, {p.groups(), p.rows, traits.levels});
+  for (const at::Tensor* t : {&p.high_scale, &p.low_scale, &p.low_zero, &p.low_values, &p.zero_sign_values})
     PBLLM_CHECK(!t->defined() || t->isfinite().all().item<bool>(), name, ": a quantizer parameter is NaN or Inf");
   if (p.method == LowBitMethod::xnor) {
     PBLLM_CHECK(p.zero_signs.defined() && p.zero_signs.dim() == 1 && p.zero_signs.scalar_type() == at::kLong, name,
                 ": tensor 'zero_signs' is missing or not int64 [n]");
     PBLLM_CHECK(p.zero_signs.numel() <= low_count, name, ": zero_signs lists ", p.zero_signs.numel(),
                 " weights, more than the ", low_count, " non-salient ones");
+    require(p.zero_sign_values, "zero_sign_values", p.dtype, {p.zero_signs.numel()});
     const int64_t* z = p.zero_signs.data_ptr<int64_t>();
     for (int64_t i = 0; i < p.zero_signs.numel(); ++i)
       PBLLM_CHECK(z[i] >= 0 && z[i] < p.weights() && (i == 0 || z[i] > z[i - 1]), name,
@@ -242,22 +375,17 @@ void check_packed_linear(const PackedLinear& p) {
 
 
 float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t code) {
-  const at::Tensor* tensors[] = {&p.low_mean, &p.low_scale, &p.low_zero};
-  float values[3] = {0, 0, 0};
-  for (int i = 0; i < 3; ++i)
+  if (p.low_values.defined())
+    return value_at(p.low_values, (group * p.rows + row) * low_bit_method_traits(p.method).levels + code);
+  const at::Tensor* tensors[] = {&p.low_scale, &p.low_zero};
+  float values[2] = {0, 0};
+  for (int i = 0; i < 2; ++i)
     if (tensors[i]->defined()) values[i] = tensors[i]->data_ptr<float>()[group * p.rows + row];
-  const LowBitRow r{values[0], values[1], values[2], low_maxq(p.method)};
-  // xnor stores sign +1 as 1 and -1 as 0 (its sign 0 is in zero_signs: zero_sign_value).
-  const float stored = p.method == LowBitMethod::xnor ? static_cast<float>(2 * static_cast<int>(code) - 1)
-                                                      : static_cast<float>(code);
-  return through_dtype(kernels::low_value(p.method, stored, r), p.dtype);
+  const LowBitRow r{0.0f, values[0], values[1], low_maxq(p.method)};
+  return through_dtype(kernels::low_value(p.method, stored_code(p.method, code), r), p.dtype);
 }
 
-float zero_sign_value(const PackedLinear& p, int64_t entry) {
-  const int64_t row = entry / p.columns, group = (entry % p.columns) / p.group_columns;
-  const LowBitRow r{p.low_mean.data_ptr<float>()[group * p.rows + row], 0.0f, 0.0f, 0.0f};
-  return through_dtype(kernels::low_value(LowBitMethod::xnor, 0.0f, r), p.dtype);  // the mean itself
-}
+float zero_sign_value(const PackedLinear& p, int64_t i) { return value_at(p.zero_sign_values, i); }
 
 float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype) {
   return through_dtype(kernels::grid_value(static_cast<float>(code), scale, zero), dtype);
@@ -311,7 +439,7 @@ class BlockDecoder {
     const int64_t* begin = p_.zero_signs.data_ptr<int64_t>();
     const int64_t* stop = begin + p_.zero_signs.numel();
     for (const int64_t* z = std::lower_bound(begin, stop, first_entry); z != stop && *z < end_entry; ++z)
-      out[*z] = zero_sign_value(p_, *z);
+      out[*z] = zero_sign_value(p_, z - begin);
   }
 
  private:

@@ -26,14 +26,14 @@ struct LowBitMethodTraits {
   int levels;           // values one (group, row) can take; 0 = any value
   int code_bits;        // bits of one stored code: ceil(log2(levels)), 0 when nothing is coded
   LowBitStorage storage;
-  bool has_mean;        // per (group, row) parameters the decoder needs
-  bool has_scale;
+  bool code_values;     // the packed format stores, per (group, row), the value of each code in the checkpoint's dtype
+  bool has_scale;       // else these float32 per (group, row) parameters the decoder needs
   bool has_zero;
   const char* rule;     // q(w), for the help text and the README
 };
 
 inline constexpr LowBitMethodTraits kLowBitMethods[] = {
-    {LowBitMethod::xnor, "xnor", 2, 1, LowBitStorage::codes, true, true, false, "alpha*sign(w-mean)+mean"},
+    {LowBitMethod::xnor, "xnor", 2, 1, LowBitStorage::codes, true, false, false, "alpha*sign(w-mean)+mean"},
     {LowBitMethod::sign, "sign", 2, 1, LowBitStorage::codes, false, true, false, "alpha*[w>0]"},
     {LowBitMethod::no, "no", 0, 0, LowBitStorage::raw_values, false, false, false, "w (kept)"},
     // The reference's "2bit" has 4 levels and its "4bit" 8 (codes 0..3, 0..7).

@@ -19,7 +19,7 @@
 
 namespace pbllm::pack {
 
-inline constexpr int64_t kMaskRowsPerBlock = 32;
+inline constexpr int64_t kMaskRowsPerBlock = 64;
 
 struct EncodedMask {
   std::vector<uint8_t> stream;

@@ -4,7 +4,7 @@
 // head, biases) are stored as in the source checkpoint; each quantized
 // Linear's weight W is stored as the tensors "W.pb.<suffix>" of PackedLinear.
 // __metadata__ holds:
-//   "format": "pt", "pbllm.format": "pb", "pbllm.format_version": "1",
+//   "format": "pt", "pbllm.format": "pb", "pbllm.format_version": "2",
 //   "pbllm.settings": JSON {method, low_frac, high_bit, groupsize,
 //       salient_metric, command, layout}  (what produced the file),
 //   "pbllm.linears": JSON {W: {shape, group_columns, dtype, method, high_bit,
@@ -27,7 +27,7 @@
 namespace pbllm::pack {
 
 inline constexpr const char* kPackedWeightsFile = "model.pb.safetensors";
-inline constexpr int kPackedFormatVersion = 1;
+inline constexpr int kPackedFormatVersion = 2;
 
 using PackedLinears = std::map<std::string, std::shared_ptr<const PackedLinear>>;
 

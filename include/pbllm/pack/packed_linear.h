@@ -2,8 +2,11 @@
 // packed PB format"): the salient mask (mask_codec.h), the low-bit codes of
 // the non-salient weights and the high-bit codes of the salient ones, each in
 // row-major order of the weights they belong to, and the quantizers' per-row
-// and per-(group, row) parameters as float32 (the values the quantizer used,
-// so decoding repeats its arithmetic exactly: kernels/gptq_pb_phases.h).
+// and per-(group, row) parameters in a form that makes decoding exact: the
+// float32 values the quantizer used (decoding repeats its arithmetic:
+// kernels/gptq_pb_phases.h), or where that is smaller, values in the
+// checkpoint's dtype that give exactly the same result (xnor's two values
+// per (group, row); a 16-bit row range that reproduces the high-bit grid).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -43,14 +46,20 @@ struct PackedLinear {
   at::Tensor mask, mask_index;            // uint8 [bytes], int64 [blocks + 1, 2]
   at::Tensor low_codes;                   // uint8 codes, or the values (dtype) for "no", or empty
   at::Tensor high_codes;                  // uint8, high_bit bits per salient weight
-  at::Tensor high_scale, high_zero;       // float32 [rows]; uint8 (high_bit <= 8) or int32 [rows]
-  at::Tensor low_mean, low_scale, low_zero;  // float32 [groups, rows], those the method has
+  // The high-bit grid per row: float32 [rows] and uint8 (high_bit <= 8) or
+  // int32 [rows]. Stored, or derived at load from high_range.
+  at::Tensor high_scale, high_zero;
+  at::Tensor high_range;                  // dtype [rows, 2]: (low, high) whose grid is exactly high_scale / high_zero
+  at::Tensor low_scale, low_zero;         // float32 [groups, rows], those the method has
+  at::Tensor low_values;                  // xnor: dtype [groups, rows, 2], the values of codes 0 (-1) and 1 (+1)
   at::Tensor zero_signs;                  // int64 [n]: xnor weights equal to their mean (sign 0), row-major
+  at::Tensor zero_sign_values;            // dtype [n]: their values (the mean, as the checkpoint holds it)
   std::string name;                       // the weight's name, for errors
 
   int64_t groups() const { return (columns + group_columns - 1) / group_columns; }
   int64_t weights() const { return rows * columns; }
-  // The tensors under their suffixes ("mask", "low_codes", ...), undefined ones left out.
+  // The stored tensors under their suffixes ("mask", "low_codes", ...),
+  // undefined and derived ones left out.
   std::map<std::string, at::Tensor> tensors() const;
   // Sum of the stored tensors' bytes.
   int64_t stored_bytes() const;
@@ -63,7 +72,8 @@ PackedLinear encode_linear(const QuantizedLinear& linear, const std::string& nam
 
 // Checks a loaded PackedLinear's tensors against its fields (shapes, dtypes,
 // stream lengths, mask index): one error per problem, naming the tensor.
-void check_packed_linear(const PackedLinear& packed);
+// Derives high_scale / high_zero from high_range when the file stores that.
+void check_packed_linear(PackedLinear& packed);
 
 // Walks row block `block` in storage order: on_low(row, begin, end) for each
 // run of non-salient columns of a row (their low codes follow one another in
@@ -90,10 +100,10 @@ void walk_block(const PackedLinear& p, int64_t block, std::vector<int64_t>& posi
 }
 
 // Values as decoding gives them (each rounded through the checkpoint's dtype):
-// stored low code `code` of (group, row); an xnor weight listed in zero_signs
-// (entry = row * columns + column); high code `code` of `row`.
+// stored low code `code` of (group, row); the i-th xnor weight listed in
+// zero_signs; high code `code` of `row`.
 float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t code);
-float zero_sign_value(const PackedLinear& p, int64_t entry);
+float zero_sign_value(const PackedLinear& p, int64_t i);
 float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype);
 // Cursors over the low / high codes from code `index` on.
 CodeCursor low_code_cursor(const PackedLinear& p, int64_t index);
