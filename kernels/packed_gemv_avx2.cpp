@@ -64,9 +64,10 @@ inline __m256 salient_values8(__m256i words, __m256 scale, __m256 zero) {
 }
 
 // A one-group row's salient weights: sum of h * x, and their x into *salient_x.
-// A template on the word's kind so that the loop holds no branch.
-template <SalientHigh kHigh>
-float salient_part_avx2(const PackedGemvProblem& p, int64_t row, float* salient_x) {
+// A template on the word's kind so that the loop holds no branch. `between()`
+// runs once per 16 weights: other work that the gathers' latency hides.
+template <SalientHigh kHigh, typename Between>
+float salient_part_avx2(const PackedGemvProblem& p, int64_t row, float* salient_x, Between&& between) {
   const int64_t from = p.salient_start[row], to = p.salient_start[row + 1];
   const __m256 scale = _mm256_set1_ps(p.high_scale[row]), zero = _mm256_set1_ps(p.high_zero[row]);
   const __m256i column_bits = _mm256_set1_epi32(0xffff);
@@ -83,6 +84,7 @@ float salient_part_avx2(const PackedGemvProblem& p, int64_t row, float* salient_
     _mm_prefetch(reinterpret_cast<const char*>(p.salient + k + 512), _MM_HINT_T0);
     step(k, hx0, x0);
     step(k + 8, hx1, x1);
+    between();
   }
   if (k + 8 <= to) step(k, hx0, x0), k += 8;
   *salient_x += horizontal_sum(_mm256_add_ps(x0, x1));
@@ -96,32 +98,76 @@ inline __m256 triplet_lookup(const PackedGemvProblem& p, const uint8_t* signs, i
   return _mm256_permutevar8x32_ps(_mm256_load_ps(p.triplet_sums + t * 8), _mm256_srlv_epi32(word, shift));
 }
 
+// The code-1 sums of the 8 rows of a block over triplets [t, end), in steps.
+class TripletSums {
+ public:
+  TripletSums(const PackedGemvProblem& p, int64_t block, int64_t t, int64_t end)
+      : p_(p), signs_(p.signs + block * p.block_bytes), t_(t), end_(end) {}
+  int64_t left() const { return end_ - t_; }
+  // The next n triplets (fewer at the end).
+  void advance(int64_t n) {
+    n = std::min(n, end_ - t_);
+    for (; n >= 4; n -= 4, t_ += 4) {
+      _mm_prefetch(reinterpret_cast<const char*>(signs_ + 3 * t_ + 2048), _MM_HINT_T0);
+      a0_ = _mm256_add_ps(a0_, triplet_lookup(p_, signs_, t_));
+      a1_ = _mm256_add_ps(a1_, triplet_lookup(p_, signs_, t_ + 1));
+      a2_ = _mm256_add_ps(a2_, triplet_lookup(p_, signs_, t_ + 2));
+      a3_ = _mm256_add_ps(a3_, triplet_lookup(p_, signs_, t_ + 3));
+    }
+    for (; n > 0; --n, ++t_) a0_ = _mm256_add_ps(a0_, triplet_lookup(p_, signs_, t_));
+  }
+  // All that is left, then the 8 sums into ones[0..7].
+  void finish(float* ones) {
+    advance(left());
+    _mm256_storeu_ps(ones, _mm256_add_ps(_mm256_add_ps(a0_, a1_), _mm256_add_ps(a2_, a3_)));
+  }
+
+ private:
+  const PackedGemvProblem& p_;
+  const uint8_t* signs_;
+  int64_t t_, end_;
+  __m256 a0_ = _mm256_setzero_ps(), a1_ = a0_, a2_ = a0_, a3_ = a0_;
+};
+
 // Each group's sum of x over the code-1 weights of the block's 8 rows.
 void code_one_sums_avx2(const PackedGemvProblem& p, int64_t block, float* ones) {
-  const uint8_t* signs = p.signs + block * p.block_bytes;
-  for (int64_t g = 0; g < p.groups; ++g) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const int64_t end = (g + 1) * p.group_triplets;
-    int64_t t = g * p.group_triplets;
-    for (; t + 4 <= end; t += 4) {
-      _mm_prefetch(reinterpret_cast<const char*>(signs + 3 * t + 2048), _MM_HINT_T0);
-      a0 = _mm256_add_ps(a0, triplet_lookup(p, signs, t));
-      a1 = _mm256_add_ps(a1, triplet_lookup(p, signs, t + 1));
-      a2 = _mm256_add_ps(a2, triplet_lookup(p, signs, t + 2));
-      a3 = _mm256_add_ps(a3, triplet_lookup(p, signs, t + 3));
-    }
-    for (; t < end; ++t) a0 = _mm256_add_ps(a0, triplet_lookup(p, signs, t));
-    _mm256_storeu_ps(ones + g * kGemvBlockRows, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (int64_t g = 0; g < p.groups; ++g)
+    TripletSums(p, block, g * p.group_triplets, (g + 1) * p.group_triplets).finish(ones + g * kGemvBlockRows);
+}
+
+// A block of one-group rows with the sign lookups spread evenly between the
+// salient gathers, so that the lookups run while the gathers wait on memory:
+// 0.97 -> 0.88 ms at 4096 x 4096, one thread, weights from memory. (With the
+// weights in cache nothing changes, 0.73 ms: the gathers' uops and the
+// permutes compete for the same shuffle port.)
+template <SalientHigh kHigh>
+void one_group_block_avx2(const PackedGemvProblem& p, int64_t block) {
+  const int64_t first = block * kGemvBlockRows, last = std::min(p.rows, first + kGemvBlockRows);
+  int64_t steps = 0;  // the salient loops' 16-weight steps in the block
+  for (int64_t row = first; row < last; ++row) steps += (p.salient_start[row + 1] - p.salient_start[row]) / 16;
+  TripletSums sums(p, block, 0, p.group_triplets);
+  const int64_t per_step = steps > 0 ? (sums.left() + steps - 1) / steps : 0;
+  float totals[kGemvBlockRows], salient_x[kGemvBlockRows] = {}, ones[kGemvBlockRows];
+  for (int64_t row = first; row < last; ++row)
+    totals[row - first] = salient_part_avx2<kHigh>(p, row, &salient_x[row - first], [&] { sums.advance(per_step); });
+  sums.finish(ones);
+  for (int64_t row = first; row < last; ++row) {
+    const int64_t lane = row - first;
+    p.y[row] = totals[lane] + p.one_value[row] * ones[lane] +
+               p.zero_value[row] * (p.group_sums[0] - ones[lane] - salient_x[lane]);
   }
 }
 
 template <SalientHigh kHigh>
 void gemv_blocks_avx2(const PackedGemvProblem& p, int64_t first, int64_t last) {
+  if (p.groups == 1) {
+    for (int64_t block = first; block < last; ++block) one_group_block_avx2<kHigh>(p, block);
+    return;
+  }
   gemv_blocks(
       p, first, last, [&](int64_t block, float* ones) { code_one_sums_avx2(p, block, ones); },
       [&](int64_t row, float* salient_x) {
-        return p.groups == 1 ? salient_part_avx2<kHigh>(p, row, salient_x)
-                             : salient_part(p, row, p.salient_start[row], p.salient_start[row + 1], salient_x);
+        return salient_part(p, row, p.salient_start[row], p.salient_start[row + 1], salient_x);
       });
 }
 
