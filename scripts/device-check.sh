@@ -45,7 +45,7 @@ build() {
   local gpu_arch
   gpu_arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$DEPS/usr" \
-    -DCMAKE_CUDA_ARCHITECTURES="${gpu_arch/./}" >"$OUT/configure.log" 2>&1 ||
+    -DPBLLM_CUDA_ARCH_LIST="$gpu_arch" >"$OUT/configure.log" 2>&1 ||
     { tail -40 "$OUT/configure.log"; exit 1; }
   cmake --build "$BUILD" -j "$(nproc)" >"$OUT/build.log" 2>&1 || { grep -m20 -B2 -A10 error "$OUT/build.log"; exit 1; }
   note "build: ok ($(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader), $(python3 -c 'import torch; print("torch", torch.__version__)'))"
