@@ -21,6 +21,9 @@
 #include "test_support.h"
 
 #ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
 #include "fp16_convert.h"
 #include "hessian_update.h"
 #endif
@@ -60,7 +63,6 @@ TEST(Cuda, CublasHessianChecksItsArgumentsBeforeAnyCudaCall) {
                                                 &hessian, nullptr),
                         "outside cuBLAS's int sizes");
 }
-#endif
 
 TEST(Cuda, CublasHessianOfEachInputDtypeMatchesTheCpuHessian) {
   SKIP_WITHOUT_GPU();
@@ -68,7 +70,12 @@ TEST(Cuda, CublasHessianOfEachInputDtypeMatchesTheCpuHessian) {
   // Uneven sizes (not multiples of 8) and batches of 1 and 2 sequences, so
   // the leading dimensions and the running 2/n scaling are both exercised.
   const at::Tensor X = at::randn({3, 37, 90});
-  for (const at::ScalarType dtype : {at::kHalf, at::kBFloat16, at::kFloat}) {
+  // fp16 / bf16 / float32 on the default stream, and float32 on a pool stream
+  // (Torch's current one, whose cuBLAS handle pbllm uses as it comes).
+  const c10::cuda::CUDAStream pool = c10::cuda::getStreamFromPool();
+  for (const auto& [dtype, on_pool] : {std::pair{at::kHalf, false}, {at::kBFloat16, false}, {at::kFloat, false},
+                                       {at::kFloat, true}}) {
+    const c10::cuda::CUDAStreamGuard guard(on_pool ? pool : c10::cuda::getDefaultCUDAStream());
     const at::Tensor inputs = X.to(dtype);  // the values both sides see
     quant::HessianAccumulator cpu(90), gpu(90, at::Device(at::kCUDA));
     for (const auto& [first, count] : {std::pair<int64_t, int64_t>{0, 1}, {1, 2}}) {
@@ -78,9 +85,10 @@ TEST(Cuda, CublasHessianOfEachInputDtypeMatchesTheCpuHessian) {
     EXPECT_EQ(gpu.sequences(), 3);
     const at::Tensor expected = cpu.hessian();
     EXPECT_TRUE(at::allclose(gpu.hessian().cpu(), expected, 1e-5, 1e-5 * expected.abs().max().item<double>()))
-        << at::toString(dtype);
+        << at::toString(dtype) << " pool stream " << on_pool;
   }
 }
+#endif
 
 TEST(Cuda, Fp16ForwardOfStories260KMatchesCpuPerplexity) {
   SKIP_WITHOUT_GPU();

@@ -12,6 +12,9 @@
 #include "test_support.h"
 
 #ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
 #include "gptq_pb_block.h"
 #endif
 
@@ -108,8 +111,15 @@ TEST(GptqPb, CudaKernelEqualsTheCpuPath) {
     const auto cpu = gptq_pb_quantize(W, H, options, "cpu");
     const auto gpu = gptq_pb_quantize(W.cuda(), H.cuda(), options, "cuda");
     // Cholesky and GEMMs differ in the last bits between cuSOLVER / cuBLAS and
-    // LAPACK / MKL: a flipped sign moves a weight by at most one step.
-    const at::Tensor difference = (gpu.weight.cpu() - cpu.weight).abs();
+    // LAPACK / MKL. The hessian metric's mask comes from diag(U): a tie at the
+    // threshold can swap two entries, and compensation then moves the rest of
+    // those rows. So the masks are compared on their own, and the weights in
+    // the rows whose masks agree, where a flipped sign moves a weight by at
+    // most one step. (GptqPb.CudaBlockKernelEqualsItsHostEmulationBitForBit
+    // gives both sides the same mask and U and asks for every bit.)
+    const at::Tensor same_mask = (gpu.binarized.cpu() == cpu.binarized).all(1);
+    EXPECT_LE((~same_mask).sum().item<int64_t>(), 2) << label << ": rows whose salient masks differ";
+    const at::Tensor difference = (gpu.weight.cpu() - cpu.weight).abs().index({same_mask});
     EXPECT_LE((difference > 1e-4).sum().item<int64_t>(), W.numel() / 100) << label;
     EXPECT_NEAR(gpu.loss, cpu.loss, 1e-3 * std::max(1.0, cpu.loss)) << label;
   });
@@ -135,8 +145,8 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
     // Host copies, and device copies of the same values.
     std::vector<at::Tensor> host = {W.clone(), mask, U, high_scale, high_zero, low_mean, low_scale, low_zero,
                                     at::zeros({rows, n}), at::zeros({rows}, at::kDouble)};
-    std::vector<at::Tensor> device;
-    for (const at::Tensor& t : host) device.push_back(t.cuda());
+    std::vector<at::Tensor> inputs;  // untouched copies: the emulation overwrites host's
+    for (const at::Tensor& t : host) inputs.push_back(t.clone());
     auto problem = [&](std::vector<at::Tensor>& t) {
       return kernels::BlockProblem{t[0].data_ptr<float>(), t[1].data_ptr<bool>(), t[2].data_ptr<float>(), rows, columns,
                                    first, n, {t[3].data_ptr<float>(), t[4].data_ptr<float>(), 255.0f},
@@ -145,11 +155,20 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
                                    true, t[8].data_ptr<float>(), t[9].data_ptr<double>()};
     };
     kernels::gptq_pb_block_emulated(problem(host));
-    kernels::gptq_pb_block(problem(device), nullptr);  // the legacy default stream, which .cpu() below follows
     const int label = static_cast<int>(method);
-    EXPECT_TRUE(at::equal(device[0].cpu(), host[0])) << "weights, method " << label;
-    EXPECT_TRUE(at::equal(device[8].cpu(), host[8])) << "errors, method " << label;
-    EXPECT_TRUE(at::equal(device[9].cpu(), host[9])) << "row losses, method " << label;
+    // On the legacy default stream and on a pool stream (Torch's current one
+    // there, as pbllm launches it): the kernel runs on the stream it is given.
+    const c10::cuda::CUDAStream pool = c10::cuda::getStreamFromPool();
+    for (const bool on_pool : {false, true}) {
+      const c10::cuda::CUDAStreamGuard guard(on_pool ? pool : c10::cuda::getDefaultCUDAStream());
+      std::vector<at::Tensor> device;
+      for (const at::Tensor& t : inputs) device.push_back(t.cuda());
+      kernels::gptq_pb_block(problem(device), c10::cuda::getCurrentCUDAStream().stream());
+      // .cpu() copies on the current stream, after the kernel.
+      EXPECT_TRUE(at::equal(device[0].cpu(), host[0])) << "weights, method " << label << " pool stream " << on_pool;
+      EXPECT_TRUE(at::equal(device[8].cpu(), host[8])) << "errors, method " << label << " pool stream " << on_pool;
+      EXPECT_TRUE(at::equal(device[9].cpu(), host[9])) << "row losses, method " << label << " pool stream " << on_pool;
+    }
     EXPECT_FALSE(at::equal(host[0], W)) << "the block was quantized, method " << label;
   }
 }
