@@ -3,6 +3,7 @@
 // high_bit, checkpoint dtype), each corruption a clear error, and stories260K
 // end to end (a packed model computes what the fake-quant model computes).
 #include <ATen/ATen.h>
+#include <sys/stat.h>
 
 #include <fstream>
 
@@ -305,6 +306,24 @@ TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
   EXPECT_ERROR_CONTAINS(read("key"), "Linear w: no \"rice_k\"");
   write_packed_folder(scratch / "type", [](auto&, auto& m) { edit_linear_metadata(m, "high_bit", "eight"); });
   EXPECT_ERROR_CONTAINS(read("type"), "\"high_bit\" has the wrong type");
+  write_packed_folder(scratch / "overflow", [](auto&, auto& m) {
+    edit_linear_metadata(m, "shape", {4, (int64_t{1} << 62) + 1});
+  });
+  EXPECT_ERROR_CONTAINS(read("overflow"), "w: shape [4, 4611686018427387905] is too large for a Linear");
+  write_packed_folder(scratch / "fraction", [](auto&, auto& m) { edit_linear_metadata(m, "shape", {2.5, 4}); });
+  EXPECT_ERROR_CONTAINS(read("fraction"), "Linear w: \"shape\" is 2.5, not an integer");
+  write_packed_folder(scratch / "salient_zero_sign", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.zero_signs", at::tensor({int64_t{4}}));  // weight [1, 0] is the salient one
+  });
+  EXPECT_ERROR_CONTAINS(read("salient_zero_sign"), "zero_signs lists weight 4, which the mask says is salient");
+  write_packed_folder(scratch / "negative_scale", [](io::NamedTensors& t, auto&) {
+    set_tensor(t, "w.pb.high_scale", at::tensor({-0.25f, 0.25f}));
+  });
+  EXPECT_ERROR_CONTAINS(read("negative_scale"), "w: a high-bit scale is not positive");
+  write_packed_folder(scratch / "unknown_part", [](io::NamedTensors& t, auto&) {
+    t.emplace_back("w.pb.low_mean", at::zeros({1, 2}));  // a version 1 part
+  });
+  EXPECT_ERROR_CONTAINS(read("unknown_part"), "tensor 'w.pb.low_mean' is not a part of a xnor Linear in this format");
   write_packed_folder(scratch / "gap", [](io::NamedTensors& t, auto&) {
     set_tensor(t, "w.pb.mask", at::tensor({0x7f}).to(at::kByte));  // quotient 7: a gap past the 8 weights
   });
@@ -347,6 +366,54 @@ TEST(PackedLinear, SixteenBitRowsStoreTheirRangeAndXnorItsTwoValues) {
     set_tensor(t, "w.pb.high_range", at::tensor({1.0f, 2.0f}).repeat({4, 1}).to(at::kBFloat16));
   }, bf16);
   EXPECT_ERROR_CONTAINS(read("off_grid"), "w: high_range of row 0 gives the zero point -255, outside 0..255");
+}
+
+TEST(PackedLinear, RefusesParametersNoQuantizerGives) {
+  const auto [W, H] = pbllm::testing::random_layer(16, 64, 3);
+  auto packed_with = [&, &W = W, &H = H](LowBitMethod method) {
+    quant::GptqPbOptions options;
+    options.low.method = method;
+    options.low.zero_point_per_row = true;
+    options.blocksize = 64;
+    return encode_linear(quant::quantized_linear(quant::gptq_pb_quantize(W, H, options, "w"), options, at::kFloat),
+                         "w");
+  };
+  PackedLinear sign = packed_with(LowBitMethod::sign);
+  sign.low_scale = -sign.low_scale - 1;
+  EXPECT_ERROR_CONTAINS(check_packed_linear(sign), "w: a sign scale is negative");
+  PackedLinear two_bit = packed_with(LowBitMethod::two_bit);
+  two_bit.low_zero = two_bit.low_zero + 0.5;
+  EXPECT_ERROR_CONTAINS(check_packed_linear(two_bit), "w: a 2bit zero point is not an integer");
+  two_bit = packed_with(LowBitMethod::two_bit);
+  two_bit.low_scale = at::zeros_like(two_bit.low_scale);
+  EXPECT_ERROR_CONTAINS(check_packed_linear(two_bit), "w: a 2bit scale is not positive");
+}
+
+TEST(PackedCheckpoint, RefusesFoldersThatAreNotOneModel) {
+  ScratchDir scratch;
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  auto model = model::DecoderModel::load(checkpoint, at::kCPU);
+  // The embedding stored as a packed Linear: not a decoder layer's Linear.
+  io::NamedTensors plain;
+  for (const auto& [name, tensor] : model->weights())
+    if (name != "model.embed_tokens.weight") plain.emplace_back(name, tensor);
+  const PackedLinears packed = {{"model.embed_tokens.weight",
+                                 std::make_shared<const PackedLinear>(encode_linear(
+                                     pbllm::testing::random_quantized_linear(512, 64, 0.9, 1), "embed"))}};
+  std::filesystem::create_directories(scratch / "embed");
+  io::copy_model_side_files(checkpoint.dir(), scratch / "embed");
+  save_packed_safetensors(scratch / "embed" / kPackedWeightsFile, plain, packed, {{"note", "test"}});
+  EXPECT_ERROR_CONTAINS(model::DecoderModel::load(io::Checkpoint::open((scratch / "embed").string()), at::kCPU),
+                        "'model.embed_tokens.weight' is stored as a packed Linear but is not a decoder layer's");
+  // Both a plain and a packed weights file: one is stale.
+  std::filesystem::copy_file(checkpoint.dir() / "model.safetensors", scratch / "embed" / "model.safetensors");
+  EXPECT_ERROR_CONTAINS(io::Checkpoint::open((scratch / "embed").string()),
+                        "holds both model.safetensors and model.pb.safetensors");
+  // A FIFO as the weights file is refused at once (opening it would wait for a writer).
+  std::filesystem::create_directories(scratch / "fifo");
+  io::copy_model_side_files(checkpoint.dir(), scratch / "fifo");
+  ASSERT_EQ(::mkfifo((scratch / "fifo" / "model.safetensors").c_str(), 0600), 0);
+  EXPECT_ERROR_CONTAINS(io::Checkpoint::open((scratch / "fifo").string()), "model.safetensors: not a regular file");
 }
 
 // stories260K quantized with the packed Linears collected; the packed folder,

@@ -38,6 +38,10 @@ Checkpoint Checkpoint::open(const std::string& model) {
   checkpoint.config_ = read_json_file(checkpoint.dir_ / "config.json");
   PBLLM_CHECK(checkpoint.config_.is_object(), (checkpoint.dir_ / "config.json").string(), ": not a JSON object");
   const fs::path& dir = checkpoint.dir_;
+  // A folder with both the plain and the packed file is ambiguous (one of
+  // them is stale): say so rather than pick one.
+  PBLLM_CHECK(!(fs::exists(dir / "model.safetensors") && fs::exists(dir / "model.pb.safetensors")), dir.string(),
+              ": holds both model.safetensors and model.pb.safetensors; remove the one that is not the model");
   // The order transformers prefers when several layouts are present.
   if (fs::exists(dir / "model.safetensors")) {
     checkpoint.weights_file_ = "model.safetensors";

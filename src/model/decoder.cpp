@@ -5,6 +5,8 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
+#include <set>
+
 #include "pbllm/core/check.h"
 #include "pbllm/model/device.h"
 #include "pbllm/model/llama.h"
@@ -30,6 +32,12 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoin
   } else {
     model = std::make_unique<LlamaModel>(config, std::move(weights), device, source);
   }
+  std::set<std::string> linear_weights;
+  for (int64_t layer = 0; layer < model->num_layers(); ++layer)
+    for (const std::string& linear : model->linear_names()) linear_weights.insert(model->linear_weight_name(layer, linear));
+  for (const auto& [name, linear] : packed)
+    PBLLM_CHECK(linear_weights.count(name), source, ": '", name, "' is stored as a packed Linear but is not a decoder ",
+                "layer's Linear weight (such as ", model->linear_weight_name(0, model->linear_names().at(0)), ")");
   model->packed_ = std::move(packed);
   return model;
 }

@@ -1,6 +1,7 @@
 #include "pbllm/pack/packed_checkpoint.h"
 
 #include <cstdio>
+#include <cstring>
 #include <type_traits>
 
 #include "pbllm/core/check.h"
@@ -51,10 +52,10 @@ PackedLinear packed_from_metadata(const io::SafetensorsFile& source, const std::
   const std::string where = str_cat(file, ": Linear ", name);
   PackedLinear p;
   p.name = str_cat(file, ": ", name);
-  const auto shape = field<std::vector<int64_t>>(entry, "shape", where);
-  PBLLM_CHECK(shape.size() == 2, where, ": \"shape\" is not [rows, columns]");
-  p.rows = shape[0];
-  p.columns = shape[1];
+  const auto shape = field<nlohmann::json>(entry, "shape", where);
+  PBLLM_CHECK(shape.is_array() && shape.size() == 2, where, ": \"shape\" is not [rows, columns]");
+  p.rows = io::json_integer<int64_t>(shape[0], where + ": \"shape\"");
+  p.columns = io::json_integer<int64_t>(shape[1], where + ": \"shape\"");
   p.group_columns = field<int64_t>(entry, "group_columns", where);
   p.dtype = io::safetensors_dtype_from_name(field<std::string>(entry, "dtype", where));
   p.method = low_bit_method_from_name(field<std::string>(entry, "method", where));
@@ -124,8 +125,13 @@ PackedLinears read_packed_linears(const io::SafetensorsFile& file) {
     packed[name] = std::make_shared<const PackedLinear>(packed_from_metadata(file, name, entry, file.path()));
   for (const std::string& name : file.names()) {
     if (!is_packed_tensor_name(name)) continue;
-    PBLLM_CHECK(packed.count(name.substr(0, name.find(kSeparator))), file.path(), ": tensor '", name,
+    const size_t separator = name.find(kSeparator);
+    auto linear = packed.find(name.substr(0, separator));
+    PBLLM_CHECK(linear != packed.end(), file.path(), ": tensor '", name,
                 "' belongs to no Linear listed in __metadata__ \"pbllm.linears\"");
+    PBLLM_CHECK(linear->second->tensors().count(name.substr(separator + std::strlen(kSeparator))), file.path(),
+                ": tensor '", name, "' is not a part of a ", low_bit_method_traits(linear->second->method).name,
+                " Linear in this format");
   }
   return packed;
 }

@@ -1,6 +1,8 @@
 #include "pbllm/pack/packed_linear.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/equal.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/util/BFloat16.h>
@@ -310,6 +312,9 @@ void check_packed_linear(PackedLinear& p) {
   };
   PBLLM_CHECK(p.rows > 0 && p.columns > 0 && p.group_columns > 0 && p.group_columns <= p.columns, name, ": shape [",
               p.rows, ", ", p.columns, "] with ", p.group_columns, " columns per group is not valid");
+  int64_t weights = 0;
+  PBLLM_CHECK(!__builtin_mul_overflow(p.rows, p.columns, &weights) && weights <= (int64_t{1} << 48), name, ": shape [",
+              p.rows, ", ", p.columns, "] is too large for a Linear");
   PBLLM_CHECK(p.high_bit >= 1 && p.high_bit <= 16, name, ": high_bit ", p.high_bit, " is outside 1..16");
   PBLLM_CHECK(p.salient >= 0 && p.salient <= p.weights(), name, ": ", p.salient, " salient weights of ", p.weights());
   require(p.mask, "mask", at::kByte, {p.mask.defined() ? p.mask.numel() : 0});
@@ -360,6 +365,17 @@ void check_packed_linear(PackedLinear& p) {
   if (traits.code_values) require(p.low_values, "low_values", p.dtype, {p.groups(), p.rows, traits.levels});
   for (const at::Tensor* t : {&p.high_scale, &p.low_scale, &p.low_zero, &p.low_values, &p.zero_sign_values})
     PBLLM_CHECK(!t->defined() || t->isfinite().all().item<bool>(), name, ": a quantizer parameter is NaN or Inf");
+  // What the quantizers can produce: a grid's scale from a range that holds
+  // 0 and is widened when empty (> 0), sign's alpha a mean of relu (>= 0), a
+  // zero point rounded.
+  PBLLM_CHECK((p.high_scale > 0).all().item<bool>(), name, ": a high-bit scale is not positive");
+  if (traits.has_scale) {
+    const bool grid = traits.has_zero;
+    PBLLM_CHECK((grid ? p.low_scale > 0 : p.low_scale >= 0).all().item<bool>(), name, ": a ", traits.name,
+                " scale is ", grid ? "not positive" : "negative");
+  }
+  if (traits.has_zero)
+    PBLLM_CHECK(at::equal(p.low_zero, p.low_zero.round()), name, ": a ", traits.name, " zero point is not an integer");
   if (p.method == LowBitMethod::xnor) {
     PBLLM_CHECK(p.zero_signs.defined() && p.zero_signs.dim() == 1 && p.zero_signs.scalar_type() == at::kLong, name,
                 ": tensor 'zero_signs' is missing or not int64 [n]");
@@ -370,6 +386,15 @@ void check_packed_linear(PackedLinear& p) {
     for (int64_t i = 0; i < p.zero_signs.numel(); ++i)
       PBLLM_CHECK(z[i] >= 0 && z[i] < p.weights() && (i == 0 || z[i] > z[i - 1]), name,
                   ": zero_signs is not an increasing list of weight positions");
+    // A weight at its mean is a binarized one: none may be salient.
+    const int64_t n = p.zero_signs.numel();
+    for (int64_t block = 0, i = 0; block < blocks && i < n; ++block) {
+      p.mask_view().block_positions(block, positions);
+      const int64_t first_entry = block * kMaskRowsPerBlock * p.columns;
+      for (; i < n && z[i] < first_entry + kMaskRowsPerBlock * p.columns; ++i)
+        PBLLM_CHECK(!std::binary_search(positions.begin(), positions.end(), z[i] - first_entry), name,
+                    ": zero_signs lists weight ", z[i], ", which the mask says is salient");
+    }
   }
 }
 
