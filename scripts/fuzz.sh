@@ -13,7 +13,7 @@ BUILD_DIR=${BUILD_DIR:-build-asan}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 mkdir -p "$BUILD_DIR/fuzz-findings"
 found=0
-for target in ${TARGETS:-safetensors torch_pickle config tokenizer_json sentencepiece c4}; do
+for target in ${TARGETS:-safetensors torch_pickle config tokenizer_json sentencepiece c4 packed}; do
   work="$BUILD_DIR/fuzz-corpus/$target" log="$BUILD_DIR/fuzz-$target-${SECONDS_EACH}s.log"
   mkdir -p "$work"
   "$BUILD_DIR/tests/fuzz_$target" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=4096 \

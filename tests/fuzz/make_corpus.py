@@ -49,4 +49,31 @@ shutil.copy(ROOT / "data/stories260K/tokenizer.model", CORPUS / "sentencepiece" 
     json.dumps({"text": "A first document.\nWith two lines.", "timestamp": "2019-04-25T12:57:54Z", "url": "u"}) + "\n" +
     json.dumps({"text": "Unicode: h\u00e9llo \u2581 \ud83d\ude00", "url": "v"}) + "\n" +
     json.dumps({"text": ""}) + "\n")
+# Packed PB files: a tiny random LLaMA (bf16) quantized by the built
+# pbllm-quantize with --format pb, then for each seed the packed parts of one
+# Linear (and its metadata entry) alone, so that a seed is a few KiB.
+def packed_seeds():
+    import subprocess, tempfile
+    from safetensors import safe_open
+    quantize = ROOT / "build/tools/pbllm-quantize"
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        subprocess.run(["python3", ROOT / "scripts/make_random_llama.py", work / "model", "--hidden", "64",
+                        "--intermediate", "96", "--layers", "1", "--heads", "2", "--vocab", "32000", "--device", "cpu"],
+                       check=True, capture_output=True)
+        for method, extra in [("xnor", []), ("sign", ["--groupsize", "32", "--blocksize", "32"]), ("2bit", []),
+                              ("prune", []), ("no", [])]:
+            out = work / method
+            subprocess.run([quantize, work / "model", "text:" + str(ROOT / "data/ptb/ptb.valid.txt"), method,
+                            "--nsamples", "2", "--seqlen", "32", "--save", out, "--format", "pb", "--log-level", "error",
+                            *extra], check=True)
+            with safe_open(out / "model.pb.safetensors", "pt") as f:
+                metadata = f.metadata()
+                linear = "model.layers.0.self_attn.k_proj.weight"
+                tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(linear + ".pb.")}
+            metadata["pbllm.linears"] = json.dumps({linear: json.loads(metadata["pbllm.linears"])[linear]})
+            save_file(tensors, CORPUS / "packed" / f"{method}.pb.safetensors", metadata=metadata)
+
+(CORPUS / "packed").mkdir(exist_ok=True)
+packed_seeds()
 print("corpus written to", CORPUS)
