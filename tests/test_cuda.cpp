@@ -24,7 +24,6 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "fp16_convert.h"
 #include "hessian_update.h"
 #endif
 
@@ -41,18 +40,6 @@ TEST(Cuda, DeviceFlagWithoutGpuIsAClearError) {
 }
 
 #ifdef PBLLM_WITH_CUDA
-TEST(Cuda, Fp16ConversionKernelMatchesTorchRounding) {
-  SKIP_WITHOUT_GPU();
-  for (int64_t count : {1, 2, 1023, 300001}) {
-    const at::Tensor source = (at::randn({count}) * 1000).to(at::kCUDA);
-    at::Tensor result = at::empty({count}, source.options().dtype(at::kHalf));
-    kernels::convert_f32_to_f16(source.data_ptr<float>(), reinterpret_cast<uint16_t*>(result.data_ptr()), count,
-                                nullptr);
-    EXPECT_TRUE(at::equal(result.cpu(), source.to(at::kHalf).cpu())) << count;
-  }
-  EXPECT_ERROR_CONTAINS(kernels::convert_f32_to_f16(nullptr, nullptr, 4, nullptr), "null pointer");
-}
-
 TEST(Cuda, CublasHessianChecksItsArgumentsBeforeAnyCudaCall) {
   float hessian = 0;
   const float input = 0;

@@ -14,10 +14,7 @@
 #ifdef PBLLM_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
-
-#include "fp16_convert.h"
 #endif
 
 namespace pbllm::model {
@@ -85,16 +82,10 @@ int64_t available_memory_bytes(const at::Device& device) {
 }
 
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {
-#ifdef PBLLM_WITH_CUDA
-  if (device.is_cuda() && host.scalar_type() == at::kFloat && dtype == at::kHalf) {
-    const c10::cuda::CUDAGuard on_device(device);  // the kernel launches on the current GPU
-    const at::Tensor source = host.to(device).contiguous();
-    at::Tensor result = at::empty(host.sizes(), source.options().dtype(at::kHalf));
-    kernels::convert_f32_to_f16(source.data_ptr<float>(), reinterpret_cast<uint16_t*>(result.data_ptr()),
-                                source.numel(), c10::cuda::getCurrentCUDAStream(device.index()).stream());
-    return result;
-  }
-#endif
+  // A wider host tensor goes to the GPU as it is and is narrowed there by
+  // Torch's own kernel (round to nearest even), not on the host's cores.
+  if (device.is_cuda() && host.is_cpu() && static_cast<size_t>(host.element_size()) > c10::elementSize(dtype))
+    return host.to(device).to(dtype);
   return host.to(device, dtype);
 }
 
