@@ -4,40 +4,11 @@
 
 #include <cpuid.h>
 
-#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <vector>
 
 #include "packed_gemv_row.h"
 
 namespace pbllm::kernels {
-
-float round_to_half(float value) {
-  // IEEE binary16, round to nearest even, in float bits (clang 14 has no
-  // _Float16 on x86): keep 10 mantissa bits of a normal half, multiples of
-  // 2^-24 below 2^-14 (the subnormals), infinity from 65520 on.
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  const uint32_t sign = bits & 0x80000000u, magnitude = bits ^ sign;
-  uint32_t rounded;
-  if (magnitude >= 0x7f800000u) {
-    return value;  // NaN, infinity
-  } else if (magnitude >= 0x477ff000u) {
-    rounded = 0x7f800000u;  // 65520 and above: the tie at 65520 goes to the even neighbour, infinity
-  } else if (magnitude < 0x38800000u) {
-    float scaled;
-    std::memcpy(&scaled, &magnitude, 4);
-    scaled = std::nearbyint(scaled * 16777216.0f) / 16777216.0f;  // exact scalings by 2^24
-    std::memcpy(&rounded, &scaled, 4);
-  } else {
-    rounded = (magnitude + 0x0fffu + ((magnitude >> 13) & 1u)) & ~0x1fffu;
-  }
-  rounded |= sign;
-  float result;
-  std::memcpy(&result, &rounded, 4);
-  return result;
-}
 
 void packed_gemv_triplet_sums(const float* x, int64_t columns, int64_t group_columns, int64_t group_triplets,
                               float* out) {

@@ -3,7 +3,7 @@
 // kernel that generation runs one token at a time (pack/packed_gemv.h is its
 // host side).
 //
-// The layout (built once from the packed checkpoint, ~3.4 bits per weight at
+// The layout (built once from the packed checkpoint, ~4.25 bits per weight at
 // 10% salient):
 //   signs    per block of 8 rows, a byte stream of 3 bytes per triplet (3
 //            columns of a parameter group): bits 3i .. 3i + 2 of a triplet's

@@ -151,11 +151,8 @@ void one_group_block_avx2(const PackedGemvProblem& p, int64_t block) {
   for (int64_t row = first; row < last; ++row)
     totals[row - first] = salient_part_avx2<kHigh>(p, row, &salient_x[row - first], [&] { sums.advance(per_step); });
   sums.finish(ones);
-  for (int64_t row = first; row < last; ++row) {
-    const int64_t lane = row - first;
-    p.y[row] = totals[lane] + p.one_value[row] * ones[lane] +
-               p.zero_value[row] * (p.group_sums[0] - ones[lane] - salient_x[lane]);
-  }
+  for (int64_t row = first; row < last; ++row)
+    p.y[row] = finish_row(p, row, ones, &salient_x[row - first], totals[row - first]);
 }
 
 template <SalientHigh kHigh>

@@ -35,12 +35,15 @@ int64_t last_level_cache_bytes() {
   return bytes;
 }
 
-// Copies of `make()` until they hold more than `bytes` (at least one).
+// Copies of `make()` until they hold more than `bytes` (at least one; at most
+// 4096, so a tiny shape does not make millions: its "cold" line then says so
+// by its copy count).
 template <typename T, typename Make>
 std::vector<T> copies_beyond(int64_t bytes, int64_t each, Make&& make) {
+  constexpr size_t kMostCopies = 4096;
   std::vector<T> all;
   do all.push_back(make());
-  while (static_cast<int64_t>(all.size()) * each <= bytes);
+  while (static_cast<int64_t>(all.size()) * each <= bytes && all.size() < kMostCopies);
   return all;
 }
 
@@ -99,10 +102,11 @@ int main(int argc, char** argv) {
       const double fast_cold = seconds_per_product(
           repeat, packed_copies, [&](const pbllm::pack::PackedGemv& g) { (void)g(x, kernel); });
       std::printf("%-11s %d threads %s, cold: float32 at::mv %7.3f ms (%5.1f GB/s)   packed %s %7.3f ms = %5.2fx   "
-                  "(%zu and %zu copies, > 2x the %lld MiB last-level cache)\n",
+                  "(%zu and %zu copies: %.0f and %.0f MiB, the last-level cache %lld MiB)\n",
                   shape.c_str(), at::get_num_threads(), dtype_name.c_str(), 1e3 * dense_cold,
                   W.nbytes() / dense_cold / 1e9, avx2 ? "avx2" : "portable", 1e3 * fast_cold, dense_cold / fast_cold,
-                  dense_copies.size(), packed_copies.size(), static_cast<long long>(cold_bytes / 2 >> 20));
+                  dense_copies.size(), packed_copies.size(), dense_copies.size() * W.nbytes() / 1048576.0,
+                  packed_copies.size() * gemv.resident_bytes() / 1048576.0, static_cast<long long>(cold_bytes / 2 >> 20));
     }
   });
 }

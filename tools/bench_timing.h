@@ -32,7 +32,9 @@ inline std::pair<int64_t, int64_t> parse_shape(const std::string& shape) {
                            shape.size() - x < 20 && shape.find_first_not_of("0123456789x") == std::string::npos &&
                            shape.find('x', x + 1) == std::string::npos;
   PBLLM_CHECK(well_formed, "--shapes: '", shape, "' is not ROWSxCOLUMNS");
-  return {std::stoll(shape.substr(0, x)), std::stoll(shape.substr(x + 1))};
+  const int64_t rows = std::stoll(shape.substr(0, x)), columns = std::stoll(shape.substr(x + 1));
+  PBLLM_CHECK(rows > 0 && columns > 0, "--shapes: '", shape, "' has an empty side");
+  return {rows, columns};
 }
 
 }  // namespace pbllm::tools

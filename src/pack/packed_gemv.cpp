@@ -3,8 +3,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #include "packed_gemv.h"
 #include "pbllm/core/check.h"
@@ -24,7 +22,7 @@ uint32_t salient_high_bits(const PackedLinear& p, const at::Tensor& high_zero, i
   if (p.dtype != at::kHalf && p.dtype != at::kBFloat16) return code;
   const float value =
       high_code_value(p.high_scale.data_ptr<float>()[row], high_zero.data_ptr<float>()[row], code, p.dtype);
-  return p.dtype == at::kHalf ? c10::Half(value).x : c10::BFloat16(value).x;  // exact: value came through the dtype
+  return bits_of_value(value, p.dtype);  // exact: value came through the dtype
 }
 
 }  // namespace
@@ -48,7 +46,7 @@ PackedGemv::PackedGemv(const PackedLinear& p)
   auto* salient = reinterpret_cast<uint32_t*>(salient_.data_ptr<int32_t>());
   const at::Tensor high_zero = p.high_zero.to(at::kFloat);
   int64_t* salient_start = salient_start_.data_ptr<int64_t>();
-  // The codes as the decoder reads them, into bit planes and a byte per salient weight.
+  // The codes as the decoder reads them, into the sign triplets and a word per salient weight.
   CodeCursor low = low_code_cursor(p, 0), high = high_code_cursor(p, 0);
   std::vector<int64_t> positions;
   int64_t salient_count = 0;

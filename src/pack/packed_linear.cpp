@@ -98,9 +98,6 @@ float value_of_bits(uint16_t bits, at::ScalarType dtype) {
   return dtype == at::kHalf ? static_cast<float>(c10::Half(bits, c10::Half::from_bits()))
                             : static_cast<float>(c10::BFloat16(bits, c10::BFloat16::from_bits()));
 }
-uint16_t bits_of_value(float value, at::ScalarType dtype) {
-  return dtype == at::kHalf ? c10::Half(value).x : c10::BFloat16(value).x;
-}
 
 // A row range (low, high) in `dtype` whose grid is exactly (scale, zero), or
 // false. The quantizer took the range from the row's weights, which the
@@ -321,10 +318,6 @@ void check_packed_linear(PackedLinear& p) {
   const int64_t blocks = (p.rows + kMaskRowsPerBlock - 1) / kMaskRowsPerBlock;
   require(p.mask_index, "mask_index", at::kLong, {blocks + 1, 2});
   check_mask_index(p.mask_view(), p.salient);
-  // Every block decodes to exactly its indexed bits (a corrupt stream rarely does): a
-  // one-time walk at load, ~3 ns per salient weight, so inspect and eval refuse alike.
-  std::vector<int64_t> positions;
-  for (int64_t block = 0; block < blocks; ++block) p.mask_view().block_positions(block, positions);
   const int64_t low_count = p.weights() - p.salient;
   require(p.high_codes, "high_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(p.salient, p.high_bit))});
   const at::ScalarType zero_dtype = p.high_bit <= 8 ? at::kByte : at::kInt;
@@ -386,15 +379,20 @@ void check_packed_linear(PackedLinear& p) {
     for (int64_t i = 0; i < p.zero_signs.numel(); ++i)
       PBLLM_CHECK(z[i] >= 0 && z[i] < p.weights() && (i == 0 || z[i] > z[i - 1]), name,
                   ": zero_signs is not an increasing list of weight positions");
-    // A weight at its mean is a binarized one: none may be salient.
-    const int64_t n = p.zero_signs.numel();
-    for (int64_t block = 0, i = 0; block < blocks && i < n; ++block) {
-      p.mask_view().block_positions(block, positions);
-      const int64_t first_entry = block * kMaskRowsPerBlock * p.columns;
-      for (; i < n && z[i] < first_entry + kMaskRowsPerBlock * p.columns; ++i)
-        PBLLM_CHECK(!std::binary_search(positions.begin(), positions.end(), z[i] - first_entry), name,
-                    ": zero_signs lists weight ", z[i], ", which the mask says is salient");
-    }
+  }
+  // Every block decodes to exactly its indexed bits (a corrupt stream rarely
+  // does): a one-time walk at load, ~3 ns per salient weight, so inspect and
+  // eval refuse alike. The same walk checks that no xnor weight at its mean
+  // is a salient one.
+  const int64_t* z = xnor ? p.zero_signs.data_ptr<int64_t>() : nullptr;
+  const int64_t n = xnor ? p.zero_signs.numel() : 0;
+  std::vector<int64_t> positions;
+  for (int64_t block = 0, i = 0; block < blocks; ++block) {
+    p.mask_view().block_positions(block, positions);
+    const int64_t first_entry = block * kMaskRowsPerBlock * p.columns;
+    for (; i < n && z[i] < first_entry + kMaskRowsPerBlock * p.columns; ++i)
+      PBLLM_CHECK(!std::binary_search(positions.begin(), positions.end(), z[i] - first_entry), name,
+                  ": zero_signs lists weight ", z[i], ", which the mask says is salient");
   }
 }
 
@@ -411,6 +409,10 @@ float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t
 }
 
 float zero_sign_value(const PackedLinear& p, int64_t i) { return value_at(p.zero_sign_values, i); }
+
+uint16_t bits_of_value(float value, at::ScalarType dtype) {
+  return dtype == at::kHalf ? c10::Half(value).x : c10::BFloat16(value).x;
+}
 
 float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype) {
   return through_dtype(kernels::grid_value(static_cast<float>(code), scale, zero), dtype);

@@ -105,6 +105,8 @@ void walk_block(const PackedLinear& p, int64_t block, std::vector<int64_t>& posi
 float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t code);
 float zero_sign_value(const PackedLinear& p, int64_t i);
 float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype);
+// The bits of `value` as a half / bfloat16 (dtype), rounded to nearest even.
+uint16_t bits_of_value(float value, at::ScalarType dtype);
 // Cursors over the low / high codes from code `index` on.
 CodeCursor low_code_cursor(const PackedLinear& p, int64_t index);
 CodeCursor high_code_cursor(const PackedLinear& p, int64_t index);
