@@ -10,6 +10,7 @@
 
 #include <filesystem>
 
+#include "pbllm/core/allocator.h"
 #include "pbllm/data/datasets.h"
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/io/safetensors.h"
@@ -73,6 +74,33 @@ TEST_F(ComputeCopies, SetWeightRefreshesTheCopiesAWholeModelKeeps) {
   EXPECT_TRUE(at::equal(logits(*model), expected));
 }
 
+// q/k/v and gate/up each run as one GEMM over their stacked weights: the
+// stack is kept once (the members' copies are views of it, no second copy)
+// and set_weight on any member refreshes it.
+TEST_F(ComputeCopies, StackedWeightsAreKeptOnceAndRefreshedBySetWeight) {
+  const std::string k0 = "model.layers.0.self_attn.k_proj.weight", up1 = "model.layers.1.mlp.up_proj.weight";
+  auto fresh = load();
+  for (const std::string& name : {kQ0, k0, up1}) fresh->set_weight(name, fresh->weight(name).to(at::kFloat) * 0.5);
+  const at::Tensor expected = logits(*fresh);
+
+  auto model = load();
+  (void)logits(*model);
+  EXPECT_EQ(model->stacked_groups(), 2 * model->num_layers()) << "q/k/v and gate/up of every layer";
+  EXPECT_EQ(model->resident_bytes(), model->parameter_count() * 4) << "the stacks are not a second copy";
+  for (const std::string& name : {kQ0, k0, up1}) model->set_weight(name, model->weight(name).to(at::kFloat) * 0.5);
+  EXPECT_EQ(model->stacked_groups(), 2 * model->num_layers());
+  EXPECT_TRUE(at::equal(logits(*model), expected));
+
+  model->set_residency(model::Residency::held_layers);
+  model->hold_layer(1);
+  (void)logits(*model);
+  EXPECT_EQ(model->stacked_groups(), 2) << "only the held layer's stacks are kept";
+  EXPECT_EQ(model->resident_bytes(), layer_copy_bytes(*model, 1));
+  model->release_layer(1);
+  EXPECT_EQ(model->stacked_groups(), 0);
+  EXPECT_TRUE(at::equal(logits(*model), expected));
+}
+
 TEST_F(ComputeCopies, HeldLayersKeepOnlyTheHeldLayer) {
   auto fresh = load();
   fresh->set_weight(kQ0, changed_q0(*fresh));
@@ -107,6 +135,11 @@ TEST_F(ComputeCopies, QuantizingLayerByLayerEqualsQuantizingAWholeResidentModel)
   for (const auto& [name, tensor] : whole->weights()) EXPECT_TRUE(at::equal(tensor, held->weight(name))) << name;
   EXPECT_FALSE(at::equal(whole->weight(kQ0), checkpoint_.tensor(kQ0)));
 }
+
+// What the tools set up (core/allocator.h): glibc accepts both settings
+// (mallopt returns 0 for a value it refuses and keeps its default). Their
+// effect is a benchmark's: page faults and seconds of scripts/bench_forward.sh.
+TEST(Allocator, TheCLibraryAcceptsTheSettings) { EXPECT_TRUE(keep_freed_buffers()); }
 
 }  // namespace
 }  // namespace pbllm

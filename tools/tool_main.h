@@ -1,6 +1,7 @@
 // What every pbllm tool's main shares: library errors become one line on
 // stderr and exit code 1; SIGINT / SIGTERM stop at the next safe point with
-// exit status 130 / 143; CLI11 parse errors its usual message and code.
+// exit status 130 / 143; CLI11 parse errors its usual message and code;
+// freed large buffers are reused (core/allocator.h).
 // The process ends with _Exit once its output is flushed: the static
 // destructors of LibTorch and the CUDA libraries would page in ~100 MiB of
 // their code on the way out (measured), raising the peak resident set of a
@@ -16,6 +17,7 @@
 #include <functional>
 #include <iostream>
 
+#include "pbllm/core/allocator.h"
 #include "pbllm/core/interrupt.h"
 #include "pbllm/core/threads.h"
 #include "pbllm/report/logging.h"
@@ -60,6 +62,7 @@ inline int exit_status_of(CLI::App& app, int argc, char** argv, const std::funct
     return error.get_exit_code();
   }
   install_interrupt_handlers();
+  keep_freed_buffers();
   try {
     body();
     // A signal that came after the last safe point: the work is complete, but say so.

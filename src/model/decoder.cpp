@@ -5,6 +5,7 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
+#include <algorithm>
 #include <set>
 
 #include "pbllm/core/check.h"
@@ -13,6 +14,11 @@
 #include "pbllm/model/opt.h"
 
 namespace pbllm::model {
+
+namespace {
+// Up to this many tokens (generation, short prompts) a product is memory-bound.
+constexpr int64_t kFewTokens = 16;
+}  // namespace
 
 std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoint, const at::Device& device) {
   const ModelConfig config =
@@ -98,9 +104,10 @@ void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) 
   at::Tensor& stored = weights_[name];
   stored = value.to(at::kCPU, current.scalar_type()).contiguous();
   const std::lock_guard<std::mutex> lock(copies_mutex_);
-  // From the stored value, so the copy is what a fresh conversion would give.
+  // From the stored value, so the copy is what a fresh conversion would give;
+  // in place, because a kept copy may be a view of its group's stacked weight.
   if (auto kept = compute_copies_.find(name); kept != compute_copies_.end())
-    kept->second = to_compute(stored, device_, compute_dtype_);
+    kept->second.copy_(to_compute(stored, device_, compute_dtype_));
 }
 
 bool DecoderModel::used_as_is(const at::Tensor& host) const {
@@ -122,6 +129,7 @@ void DecoderModel::set_residency(Residency residency) {
   if (residency != Residency::held_layers) return;
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   compute_copies_.clear();
+  stacks_.clear();
 }
 
 void DecoderModel::hold_layer(int64_t index) {
@@ -136,6 +144,7 @@ void DecoderModel::release_layer(int64_t index) {
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   for (auto it = compute_copies_.begin(); it != compute_copies_.end();)
     it = in_layer(it->first, index) ? compute_copies_.erase(it) : std::next(it);
+  for (auto it = stacks_.begin(); it != stacks_.end();) it = in_layer(it->first, index) ? stacks_.erase(it) : std::next(it);
 }
 
 int64_t DecoderModel::resident_bytes() const {
@@ -143,6 +152,11 @@ int64_t DecoderModel::resident_bytes() const {
   int64_t bytes = 0;
   for (const auto& [name, copy] : compute_copies_) bytes += copy.numel() * copy.element_size();
   return bytes;
+}
+
+int64_t DecoderModel::stacked_groups() const {
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  return static_cast<int64_t>(stacks_.size());
 }
 
 std::vector<std::string> DecoderModel::linear_names() const {
@@ -214,6 +228,8 @@ at::Tensor DecoderModel::linear(int64_t index, const std::string& linear, const 
 std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, const std::vector<std::string>& names,
                                                              const at::Tensor& x,
                                                              LinearInputObserver* observer) const {
+  if (observer != nullptr)
+    for (const std::string& name : names) observer->observe(index, name, x);
   // One token of a packed model: each Linear straight from its packed codes.
   std::vector<at::Tensor> outputs;
   for (const std::string& name : names) {
@@ -221,26 +237,62 @@ std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, con
     if (!y.defined()) break;
     outputs.push_back(std::move(y));
   }
-  if (outputs.size() == names.size()) {
-    if (observer != nullptr)
-      for (const std::string& name : names) observer->observe(index, name, x);
+  if (outputs.size() == names.size()) return outputs;
+  // Weights used as is are never stacked for keeps; for a few tokens the
+  // product is memory-bound and a stack made per use would triple its traffic.
+  const bool few_tokens = x.numel() <= kFewTokens * x.size(-1);
+  const auto as_is = [&](const std::string& name) { return used_as_is(weight(str_cat(layer_prefix(index), name, ".weight"))); };
+  if (few_tokens && std::all_of(names.begin(), names.end(), as_is)) {
+    outputs.clear();
+    for (const std::string& name : names) outputs.push_back(linear(index, name, x, nullptr));
     return outputs;
   }
-  // One wide GEMM uses the cores better than several narrow ones; stacking the
-  // weights costs one copy of them, small next to the product at seqlen 2048.
+  // Otherwise one wide GEMM, which uses the cores better than several narrow ones.
+  const StackedLinears stack = stacked_linears(index, names);
+  return at::linear(x, stack.weight, stack.bias).split_with_sizes(stack.widths, -1);
+}
+
+DecoderModel::StackedLinears DecoderModel::stacked_linears(int64_t index, const std::vector<std::string>& names) const {
+  std::string key = layer_prefix(index);
+  for (const std::string& name : names) key += (&name == &names.front() ? "" : "+") + name;
+  {
+    const std::lock_guard<std::mutex> lock(copies_mutex_);
+    if (auto kept = stacks_.find(key); kept != stacks_.end()) return kept->second;
+  }
+  StackedLinears stack;
+  std::vector<std::string> weight_names, bias_names;
   std::vector<at::Tensor> weights, biases;
-  std::vector<int64_t> widths;
   for (const std::string& name : names) {
-    if (observer != nullptr) observer->observe(index, name, x);
     const std::string prefix = str_cat(layer_prefix(index), name);
-    weights.push_back(param(prefix + ".weight"));
-    widths.push_back(weights.back().size(0));
-    if (at::Tensor bias = optional_param(prefix + ".bias"); bias.defined()) biases.push_back(std::move(bias));
+    weight_names.push_back(prefix + ".weight");
+    weights.push_back(param(weight_names.back()));
+    stack.widths.push_back(weights.back().size(0));
+    if (at::Tensor bias = optional_param(prefix + ".bias"); bias.defined()) {
+      bias_names.push_back(prefix + ".bias");
+      biases.push_back(std::move(bias));
+    }
   }
   PBLLM_CHECK(biases.empty() || biases.size() == names.size(), "layer ", index,
               ": some of the Linears sharing an input have a bias and some do not");
-  const at::Tensor stacked_bias = biases.empty() ? at::Tensor() : at::cat(biases);
-  return at::linear(x, at::cat(weights), stacked_bias).split_with_sizes(widths, -1);
+  stack.weight = at::cat(weights);
+  if (!biases.empty()) stack.bias = at::cat(biases);
+
+  const std::lock_guard<std::mutex> lock(copies_mutex_);
+  const auto kept_copy = [&](const std::string& name) { return compute_copies_.count(name) > 0; };
+  // Not kept where a member's copy is not (used as is, packed, a layer not held).
+  if (!std::all_of(weight_names.begin(), weight_names.end(), kept_copy) ||
+      !std::all_of(bias_names.begin(), bias_names.end(), kept_copy))
+    return stack;
+  if (auto [kept, inserted] = stacks_.emplace(key, stack); !inserted) return kept->second;
+  // The members' copies become views of the stack: one stored copy, which
+  // set_weight refreshes in place.
+  int64_t row = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    compute_copies_[weight_names[i]] = stack.weight.narrow(0, row, stack.widths[i]);
+    if (stack.bias.defined()) compute_copies_[bias_names[i]] = stack.bias.narrow(0, row, stack.widths[i]);
+    row += stack.widths[i];
+  }
+  return stack;
 }
 
 at::Tensor DecoderModel::split_heads(const at::Tensor& x, int64_t heads) {

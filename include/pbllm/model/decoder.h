@@ -102,6 +102,9 @@ class DecoderModel {
   void release_layer(int64_t index);
   // Bytes of the compute copies kept now.
   int64_t resident_bytes() const;
+  // Groups of Linears sharing an input (q/k/v, gate/up) whose stacked weight is
+  // kept now, the members' compute copies being views of it.
+  int64_t stacked_groups() const;
 
  protected:
   // `source` names the weights file in errors.
@@ -151,12 +154,26 @@ class DecoderModel {
   // The compute-device, compute-dtype copy of weight `name` (a packed one decoded).
   at::Tensor make_compute_copy(const std::string& name, const at::Tensor& host) const;
 
+  // The weights (and biases, if any) of Linears that read one input, stacked
+  // along the output dimension, and each one's output width.
+  struct StackedLinears {
+    at::Tensor weight, bias;
+    std::vector<int64_t> widths;
+  };
+  // The stacked Linears `names` of layer `index`: the kept stack, or a new one,
+  // kept where all its members' compute copies are kept (their copies then
+  // become views of it, so it costs no memory of its own). Weights used as is
+  // (float32 on the CPU) have no copies: their stack is made per use.
+  StackedLinears stacked_linears(int64_t index, const std::vector<std::string>& names) const;
+
   // Keeping copies matters: fresh half-gigabyte fp16->float32 buffers per CPU
   // forward cost more than the arithmetic, and host-to-GPU copies of a layer
   // for each of 128 calibration sequences would cost more than its GEMMs.
   Residency residency_ = Residency::held_layers;
   mutable std::mutex copies_mutex_;
   mutable std::map<std::string, at::Tensor> compute_copies_;
+  // By layer prefix and member names, e.g. "model.layers.3.self_attn.q_proj+...".
+  mutable std::map<std::string, StackedLinears> stacks_;
   pack::PackedLinears packed_;
   // The GEMV layouts of packed Linears, made when a single token first needs them.
   mutable std::map<std::string, std::shared_ptr<const pack::PackedGemv>> gemvs_;
