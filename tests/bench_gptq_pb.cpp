@@ -83,19 +83,29 @@ int main(int argc, char** argv) {
         return pbllm::quant::binarized_mask(W, factor, options.metric, options.low_frac, options.groupsize);
       });
       const double loop = std::max(0.0, fused - setup - gemms);
+      // The salient threshold over the whole matrix (groupsize -1): kthvalue
+      // (one thread block on a GPU) against the radix select the GPU uses.
+      const at::Tensor scores = W.pow(2).reshape({-1});
+      const int64_t k = static_cast<int64_t>(static_cast<double>(scores.numel()) * options.low_frac) + 1;
+      const double kthvalue = best_seconds(repeat, [&] { return std::get<0>(scores.kthvalue(k)); });
+      const double radix = best_seconds(repeat, [&] { return pbllm::quant::kth_smallest_score_by_radix(scores, k); });
       double restated = 0;
       if (!skip_restated) {
         pbllm::testing::ReferenceOptions reference;
         reference.metric = "hessian";
         restated = best_seconds(repeat, [&] { return pbllm::testing::reference_gptq_pb(W, H, reference).weight; });
       }
-      std::printf("%-11s fused %7.3f s = setup %7.3f + column loop %7.3f + trailing GEMMs %7.3f (loop / GEMMs %5.2fx)"
-                  " | restated loop %8.3f s (speed-up %6.1fx) on %s\n",
-                  shape.c_str(), fused, setup, loop, gemms, loop / gemms, restated, restated / fused,
-                  device.str().c_str());
+      std::printf("%-11s fused %7.3f s = setup %7.3f + column loop %7.3f + trailing GEMMs %7.3f (loop / GEMMs %5.2fx)",
+                  shape.c_str(), fused, setup, loop, gemms, loop / gemms);
+      if (skip_restated)
+        std::printf(" on %s\n", device.str().c_str());
+      else
+        std::printf(" | restated loop %8.3f s (speed-up %6.1fx) on %s\n", restated, restated / fused, device.str().c_str());
+      std::printf("%-11s threshold of %lld scores: kthvalue %7.4f s, radix select %7.4f s (%.1fx)\n", shape.c_str(),
+                  static_cast<long long>(scores.numel()), kthvalue, radix, kthvalue / radix);
       std::fflush(stdout);
       rows.push_back({{"shape", shape}, {"fused_s", fused}, {"trailing_gemms_s", gemms}, {"setup_s", setup},
-                      {"column_loop_s", loop},
+                      {"column_loop_s", loop}, {"threshold_kthvalue_s", kthvalue}, {"threshold_radix_s", radix},
                       {"restated_s", skip_restated ? nlohmann::json() : nlohmann::json(restated)},
                       {"device", device.str()}});
     }

@@ -9,6 +9,7 @@
 #include <ATen/ops/randn.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "pbllm/data/datasets.h"
 #include "pbllm/eval/evaluate.h"
@@ -90,6 +91,11 @@ TEST(Cuda, Fp16ForwardOfStories260KMatchesCpuPerplexity) {
   EXPECT_NEAR(gpu_ppl, cpu_ppl, 1e-2 * cpu_ppl);
 }
 
+// The GPU path computing in float32 (the kernel, cuBLAS Hessians, cuSOLVER
+// factors) against the CPU: 0.1%, what differs being the order of sums. In
+// float16 (the default on a GPU), the forward and the Hessians' activations
+// round to 11 bits; its bound is the unquantized fp16 forward's 1% until a GPU
+// run measures it (scripts/device-check.sh tests prints both).
 TEST(Cuda, QuantizingStories260KOnCudaGivesTheCpuPerplexity) {
   SKIP_WITHOUT_GPU();
   const auto checkpoint = io::Checkpoint::open(testing::source_path("data/stories260K").string());
@@ -102,13 +108,18 @@ TEST(Cuda, QuantizingStories260KOnCudaGivesTheCpuPerplexity) {
   evaluation.datasets = {"ptb"};
   evaluation.data_dir = testing::source_path("data");
   evaluation.max_windows = 100;
-  double perplexity[2];
-  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
-    auto model = model::DecoderModel::load(checkpoint, model::parse_device(on_gpu ? "cuda" : "cpu"));
+  const auto quantized_perplexity = [&](const char* device, at::ScalarType dtype) {
+    auto model = model::DecoderModel::load(checkpoint, model::parse_device(device), dtype);
     quant::quantize_layers(*model, windows, options, quant::LinearSelection{});
-    perplexity[on_gpu] = eval::evaluate_datasets(*model, *tokenizer, evaluation)[0].result.perplexity;
-  }
-  EXPECT_NEAR(perplexity[1], perplexity[0], 1e-3 * perplexity[0]);
+    return eval::evaluate_datasets(*model, *tokenizer, evaluation)[0].result.perplexity;
+  };
+  const double cpu = quantized_perplexity("cpu", at::kFloat);
+  const double gpu_float32 = quantized_perplexity("cuda", at::kFloat);
+  const double gpu_float16 = quantized_perplexity("cuda", at::kHalf);
+  std::printf("quantized stories260K ptb perplexity: cpu %.6f, cuda float32 %.6f (%+.4f%%), cuda float16 %.6f (%+.4f%%)\n",
+              cpu, gpu_float32, 100 * (gpu_float32 / cpu - 1), gpu_float16, 100 * (gpu_float16 / cpu - 1));
+  EXPECT_NEAR(gpu_float32, cpu, 1e-3 * cpu);
+  EXPECT_NEAR(gpu_float16, cpu, 1e-2 * cpu);
 }
 
 }  // namespace

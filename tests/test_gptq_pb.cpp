@@ -174,6 +174,45 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
 }
 #endif
 
+// The scores the radix select meets: squares of normals (spread over many
+// exponents), heavy ties, zeros (also -0), denormals, huge values, one entry.
+std::vector<at::Tensor> selection_cases() {
+  at::manual_seed(5);
+  const at::Tensor squares = at::randn({20000}).pow(2);
+  return {squares,
+          (squares * 4).round() / 4,
+          at::cat({at::zeros({500}), -at::zeros({300}), squares.narrow(0, 0, 700)}),
+          squares * 1e-40,  // denormals
+          squares * 1e35,
+          at::full({1}, 3.5f),
+          at::ones({64})};
+}
+
+TEST(KthSmallestScore, RadixSelectEqualsKthvalue) {
+  for (const at::Tensor& scores : selection_cases()) {
+    const int64_t n = scores.numel();
+    for (int64_t k : {int64_t{1}, n / 3 + 1, n / 2, (9 * n) / 10 + 1, n}) {
+      if (k < 1) continue;
+      const float expected = std::get<0>(scores.kthvalue(k)).item<float>();
+      EXPECT_EQ(kth_smallest_score_by_radix(scores, k).item<float>(), expected) << "n " << n << " k " << k;
+      EXPECT_EQ(kth_smallest_score(scores, k).item<float>(), expected) << "n " << n << " k " << k;
+    }
+  }
+  EXPECT_THROW(kth_smallest_score_by_radix(at::ones({4}), 5), Error);
+  EXPECT_THROW(kth_smallest_score_by_radix(at::ones({4}), 0), Error);
+}
+
+TEST(KthSmallestScore, OnCudaEqualsKthvalueOnTheCpu) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped (the radix select ran on the CPU instead)";
+  for (const at::Tensor& scores : selection_cases()) {
+    const int64_t n = scores.numel();
+    for (int64_t k : {int64_t{1}, n / 2, n})
+      if (k >= 1)
+        EXPECT_EQ(kth_smallest_score(scores.cuda(), k).item<float>(), std::get<0>(scores.kthvalue(k)).item<float>())
+            << "n " << n << " k " << k;
+  }
+}
+
 TEST(GptqPb, SalientFractionFollowsLowFrac) {
   const auto [W, H] = random_layer(32, 64, 3);
   for (double low_frac : {0.0, 0.5, 0.9, 1.0}) {

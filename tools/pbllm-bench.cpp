@@ -28,12 +28,13 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(pbllm::tools::count_range());
   common.add_to(app);
 
-  std::string model_arg, device_name = "cpu";
+  std::string model_arg;
+  pbllm::tools::DeviceFlags device;
   int64_t seqlen = 2048;
   CLI::App* forward = app.add_subcommand("forward", "tokens/s of a full forward (embed, layers, head)");
   forward->add_option("model", model_arg, "checkpoint directory or ORG/NAME")->required();
   forward->add_option("--seqlen", seqlen, "tokens per forward")->check(pbllm::tools::count_range());
-  forward->add_option("--device", device_name, "cpu, cuda or cuda:N");
+  device.add_to(*forward);
 
   std::string tokenizer_dir, text_path;
   CLI::App* tokenize = app.add_subcommand("tokenize", "MB/s of encoding a text file (one thread)");
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     }
     if (*forward) {
       const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
-      const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
+      const auto model = device.load(checkpoint);
       c10::NoGradGuard no_grad;
       const at::Tensor ids = at::randint(model->config().vocab_size, {1, seqlen}, at::kLong);
       const double seconds = pbllm::tools::best_seconds(repeat, [&] { (void)model->forward(ids).sum().item<float>(); });

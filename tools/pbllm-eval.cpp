@@ -16,7 +16,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"Perplexity of a Hugging Face OPT / LLaMA checkpoint on wikitext2, ptb, c4 or a text file",
                "pbllm-eval"};
-  std::string model_arg, datasets = "wikitext2,ptb,c4", device_name = "cpu", json_path, data_dir;
+  std::string model_arg, datasets = "wikitext2,ptb,c4", json_path, data_dir;
+  pbllm::tools::DeviceFlags device;
   pbllm::eval::EvaluationOptions options;
   pbllm::tools::CommonFlags common;
   app.add_option("model", model_arg, "checkpoint directory or ORG/NAME in the Hugging Face cache")->required();
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--seqlen", options.seqlen, "window length (default: min(2048, the model's context))")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   app.add_option("--data-dir,--data_dir", data_dir, "dataset folder (default: $PBLLM_DATA, else the bundled data/)");
-  app.add_option("--device", device_name, "cpu, cuda or cuda:N");
+  device.add_to(app);
   app.add_option("--max-windows,--max_windows", options.max_windows, "evaluate only the first N windows")
       ->check(pbllm::tools::count_range());
   app.add_option("--json", json_path, "also write the results as JSON to this file");
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
     options.data_dir = data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(data_dir);
     const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
     if (!json_path.empty()) pbllm::io::check_output_file(json_path, checkpoint.dir(), "--json");
-    const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
+    const auto model = device.load(checkpoint);
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     const int64_t seqlen = options.seqlen > 0 ? options.seqlen : pbllm::eval::default_seqlen(model->config());
     pbllm::log::info(pbllm::str_cat("model ", checkpoint.dir().string(), ": ", model->config().model_type, ", ",
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
     nlohmann::json json = pbllm::eval::results_json(results);
     json["meta"] = {{"model", checkpoint.dir().string()},
                     {"seqlen", seqlen},
-                    {"device", device_name},
+                    {"device", device.device},
+                    {"compute_dtype", device.compute_dtype},
                     {"max_windows", options.max_windows},
                     {"tokenizer", tokenizer->description()},
                     {"versions", {{"pbllm", PBLLM_VERSION}, {"torch", TORCH_VERSION}}}};

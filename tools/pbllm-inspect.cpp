@@ -72,7 +72,8 @@ void print_perplexity(const pbllm::model::DecoderModel& model, const std::string
 
 int main(int argc, char** argv) {
   CLI::App app{"Summarise a Hugging Face OPT / LLaMA checkpoint; score token ids", "pbllm-inspect"};
-  std::string model_arg, ids_path, device_name = "cpu";
+  std::string model_arg, ids_path;
+  pbllm::tools::DeviceFlags device;
   int generate = 0;
   pbllm::tools::CommonFlags common;
   app.add_option("model", model_arg, "checkpoint directory or ORG/NAME in the Hugging Face cache")->required();
@@ -80,12 +81,12 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--generate", generate, "greedy-decode this many tokens after BOS and print the ids")
       ->check(CLI::Range(0, 4096));
-  app.add_option("--device", device_name, "cpu, cuda or cuda:N");
+  device.add_to(app);
   common.add_to(app);
   pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
     const auto checkpoint = pbllm::io::Checkpoint::open(model_arg);
-    const auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(device_name));
+    const auto model = device.load(checkpoint);
     print_summary(checkpoint, *model);
     if (!ids_path.empty()) print_perplexity(*model, ids_path);
     if (generate > 0) {

@@ -28,9 +28,10 @@ namespace {
 using pbllm::str_cat;
 
 struct Arguments {
-  std::string model, dataset, method, metric = "magnitude", device = "cpu", data_dir, save, eval, json, format = "hf";
+  std::string model, dataset, method, metric = "magnitude", data_dir, save, eval, json, format = "hf";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
+  pbllm::tools::DeviceFlags device;
   bool save_given = false, eval_given = false, overwrite = false, restart = false, dry_run = false, force = false;
   std::string command;  // the command line, for the packed file's metadata
   pbllm::quant::GptqPbOptions gptq;
@@ -66,7 +67,7 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_flag("--zero-point-per-row,--zero_point_per_row", a.gptq.low.zero_point_per_row,
                "correction: 2bit / 4bit zero point from each row's own scale");
   app.add_option("--data-dir,--data_dir", a.data_dir, "dataset folder (default: $PBLLM_DATA, else the bundled data/)");
-  app.add_option("--device", a.device, "cpu, cuda or cuda:N");
+  a.device.add_to(app);
   app.add_option("--save", a.save, "write the quantized model as a Hugging Face folder (default name under output/)")
       ->expected(0, 1);
   app.add_option("--format", a.format, "--save as hf (fake-quant weights in the checkpoint's dtype) or pb (packed)")
@@ -107,7 +108,8 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
           {"maxlayer", a.selection.maxlayer}, {"quant_only", a.selection.quant_only}, {"invert", a.selection.invert},
           {"disable_gptq", a.gptq.disable_gptq}, {"stats_over_binarized", a.gptq.low.statistics_over_binarized_only},
           {"high_range_from_salient", a.gptq.high_range_from_salient},
-          {"zero_point_per_row", a.gptq.low.zero_point_per_row}, {"device", a.device},
+          {"zero_point_per_row", a.gptq.low.zero_point_per_row}, {"device", a.device.device},
+          {"compute_dtype", a.device.compute_dtype},
           {"max_windows", a.max_windows}, {"format", a.format}};
 }
 
@@ -284,7 +286,7 @@ int main(int argc, char** argv) {
                                        std::filesystem::weakly_canonical(std::filesystem::absolute(run.save_dir)),
                   "--json ", a.json, " is the --save folder");
     }
-    auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device));
+    auto model = a.device.load(checkpoint);
     PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
                 " is a packed PB checkpoint: quantize the original model");
     pbllm::quant::require_selected_linears(*model, a.selection);

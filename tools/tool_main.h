@@ -16,10 +16,15 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <memory>
+#include <string>
 
 #include "pbllm/core/allocator.h"
 #include "pbllm/core/interrupt.h"
 #include "pbllm/core/threads.h"
+#include "pbllm/io/checkpoint.h"
+#include "pbllm/model/decoder.h"
+#include "pbllm/model/device.h"
 #include "pbllm/report/logging.h"
 
 namespace pbllm::tools {
@@ -40,6 +45,20 @@ struct CommonFlags {
   void apply() const {
     log::setup(log::level_from_name(log_level));
     set_compute_threads(threads);
+  }
+};
+
+// --device and --compute-dtype, and the model they load.
+struct DeviceFlags {
+  std::string device = "cpu", compute_dtype = "auto";
+  void add_to(CLI::App& app) {
+    app.add_option("--device", device, "cpu, cuda or cuda:N");
+    app.add_option("--compute-dtype,--compute_dtype", compute_dtype,
+                   "auto (float32 on the CPU, float16 on CUDA), float32 or float16 (CUDA)");
+  }
+  std::unique_ptr<model::DecoderModel> load(const io::Checkpoint& checkpoint) const {
+    const at::Device where = model::parse_device(device);
+    return model::DecoderModel::load(checkpoint, where, model::parse_compute_dtype(compute_dtype, where));
   }
 };
 

@@ -20,7 +20,8 @@ namespace {
 constexpr int64_t kFewTokens = 16;
 }  // namespace
 
-std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoint, const at::Device& device) {
+std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoint, const at::Device& device,
+                                                 std::optional<at::ScalarType> compute_dtype) {
   const ModelConfig config =
       ModelConfig::from_json(checkpoint.config(), (checkpoint.dir() / "config.json").string());
   pack::PackedLinears packed = pack::read_packed_linears(checkpoint);
@@ -45,6 +46,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoin
     PBLLM_CHECK(linear_weights.count(name), source, ": '", name, "' is stored as a packed Linear but is not a decoder ",
                 "layer's Linear weight (such as ", model->linear_weight_name(0, model->linear_names().at(0)), ")");
   model->packed_ = std::move(packed);
+  if (compute_dtype) model->set_compute_dtype(*compute_dtype);
   return model;
 }
 
@@ -53,12 +55,18 @@ DecoderModel::DecoderModel(ModelConfig config, std::map<std::string, at::Tensor>
     : config_(std::move(config)),
       weights_(std::move(weights)),
       device_(device),
-      compute_dtype_(compute_dtype_for(device)),
       source_(std::move(source)) {
+  set_compute_dtype(compute_dtype_for(device));
+}
+
+void DecoderModel::set_compute_dtype(at::ScalarType dtype) {
+  PBLLM_CHECK(dtype == at::kFloat || (dtype == at::kHalf && device_.is_cuda()), "compute dtype ",
+              at::toString(dtype), " on ", device_.str(), ": float32 anywhere, float16 on CUDA");
+  compute_dtype_ = dtype;
   int64_t copy_bytes = 0;
   for (const auto& [name, tensor] : weights_)
     if (!used_as_is(tensor)) copy_bytes += tensor.numel() * at::elementSize(compute_dtype_);
-  if (copy_bytes <= device_memory_bytes(device_) / 2) residency_ = Residency::whole_model;
+  residency_ = copy_bytes <= device_memory_bytes(device_) / 2 ? Residency::whole_model : Residency::held_layers;
 }
 
 void DecoderModel::require_weight(const std::string& name, const std::vector<int64_t>& shape) const {

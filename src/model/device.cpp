@@ -37,6 +37,14 @@ at::Device parse_device(const std::string& name) {
 
 at::ScalarType compute_dtype_for(const at::Device& device) { return device.is_cuda() ? at::kHalf : at::kFloat; }
 
+at::ScalarType parse_compute_dtype(const std::string& name, const at::Device& device) {
+  if (name == "auto") return compute_dtype_for(device);
+  if (name == "float32") return at::kFloat;
+  PBLLM_CHECK(name == "float16", "--compute-dtype '", name, "' is not one of auto, float32, float16");
+  PBLLM_CHECK(device.is_cuda(), "--compute-dtype float16 needs --device cuda (the CPU computes in float32)");
+  return at::kHalf;
+}
+
 int64_t device_memory_bytes(const at::Device& device) {
 #ifdef PBLLM_WITH_CUDA
   if (device.is_cuda()) {

@@ -4,11 +4,13 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/abs.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/bincount.h>
 #include <ATen/ops/cholesky_inverse.h>
 #include <ATen/ops/diag.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/kthvalue.h>
+#include <ATen/ops/where.h>
 #include <ATen/ops/linalg_cholesky_ex.h>
 #include <ATen/ops/zeros.h>
 
@@ -108,6 +110,34 @@ at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const st
                       " (degenerate calibration data?)"));
 }
 
+at::Tensor kth_smallest_score_by_radix(const at::Tensor& scores, int64_t k) {
+  PBLLM_CHECK(scores.dim() == 1 && scores.scalar_type() == at::kFloat && k >= 1 && k <= scores.numel(),
+              "kth_smallest_score: k = ", k, " of ", scores.sizes(), " ", at::toString(scores.scalar_type()));
+  // Non-negative floats order as their bit patterns read as integers, so the
+  // k-th smallest is found a digit at a time: the histogram of the top 16 bits
+  // (15 of them: the sign is 0) gives the bucket holding it and the count of
+  // everything below; the histogram of the low 16 bits of that bucket's
+  // entries gives the rest. Everything stays on the device (no sync). The
+  // sign bit is cleared so that -0 counts as the 0 it equals.
+  constexpr int64_t kLowDigits = int64_t{1} << 16;
+  const at::Tensor bits = scores.contiguous().view(at::kInt).bitwise_and(0x7fffffff);
+  const at::Tensor high = bits.bitwise_right_shift(16);
+  const at::Tensor high_counts = at::bincount(high, {}, kLowDigits / 2);
+  const at::Tensor before = high_counts.cumsum(0) < k;  // buckets wholly below the k-th
+  const at::Tensor bucket = before.sum();
+  const at::Tensor below = at::where(before, high_counts, 0).sum();
+  // Entries of other buckets go to an extra bin past the low digits.
+  const at::Tensor low = at::where(high == bucket, bits.bitwise_and(kLowDigits - 1), kLowDigits);
+  const at::Tensor low_counts = at::bincount(low, {}, kLowDigits + 1).narrow(0, 0, kLowDigits);
+  const at::Tensor digit = (low_counts.cumsum(0) < (k - below)).sum();
+  return bucket.bitwise_left_shift(16).bitwise_or(digit).to(at::kInt).view(at::kFloat);
+}
+
+at::Tensor kth_smallest_score(const at::Tensor& scores, int64_t k) {
+  if (scores.is_cuda()) return kth_smallest_score_by_radix(scores, k);
+  return std::get<0>(scores.kthvalue(k));
+}
+
 at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetric metric, double low_frac,
                           int64_t groupsize) {
   const int64_t columns = W.size(1);
@@ -127,7 +157,7 @@ at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetri
       continue;
     }
     // The threshold by selection, not a full sort: the (index + 1)-th smallest.
-    const at::Tensor threshold = std::get<0>(flat.kthvalue(index + 1));
+    const at::Tensor threshold = kth_smallest_score(flat, index + 1);
     mask.narrow(1, start, width).copy_(score <= threshold);
   }
   return mask;

@@ -19,6 +19,9 @@ expect_error "unknown dataset 'wiki'" "$QUANTIZE" "$MODEL" wiki xnor
 expect_error "model '$SCRATCH/none' not found" "$QUANTIZE" "$SCRATCH/none" ptb xnor
 expect_error "unknown dataset 'ptb2'" "$EVAL" "$MODEL" --datasets ptb2
 expect_error "exceeds the model's 512 positions" "$QUANTIZE" "$MODEL" ptb xnor --seqlen 1024
+expect_error "--compute-dtype float16 needs --device cuda (the CPU computes in float32)" \
+  "$EVAL" "$MODEL" --datasets ptb --compute-dtype float16
+expect_error "--compute-dtype 'bf16' is not one of auto, float32, float16" "$QUANTIZE" "$MODEL" ptb xnor --compute_dtype bf16
 
 # Quantize two layers, save, load back with pbllm-eval and transformers.
 "$QUANTIZE" "$MODEL" ptb xnor --low_frac 0.8 --salient-metric hessian --nsamples 4 --seqlen 128 --maxlayer 2 \
@@ -192,9 +195,10 @@ check "... and no Linear" bash -c "! grep -q '^\[layer' '$SCRATCH/plan.out'"
 
 # SIGTERM / SIGINT: the next safe point, exit 143 / 130, nothing half-written.
 for signal in TERM INT; do
-  "$QUANTIZE" "$MODEL" ptb xnor --nsamples 64 --seqlen 512 --save "$SCRATCH/s$signal" --log-level warn >/dev/null 2>"$SCRATCH/err" &
+  # Long enough (~10 s) to be signalled mid-run, once its first layer is done.
+  "$QUANTIZE" "$MODEL" ptb xnor --nsamples 512 --seqlen 512 --save "$SCRATCH/s$signal" >/dev/null 2>"$SCRATCH/err" &
   pid=$!
-  sleep 3
+  for _ in $(seq 600); do grep -q "quantize 1/" "$SCRATCH/err" && break; sleep 0.1; done
   kill -s $signal $pid
   wait $pid
   status=$?

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,10 @@ class DecoderModel {
   virtual ~DecoderModel() = default;
 
   // Builds the OPT or LLaMA model that config.json names. `device` is where the
-  // forward runs ("cpu" or "cuda[:N]").
-  static std::unique_ptr<DecoderModel> load(const io::Checkpoint& checkpoint, const at::Device& device);
+  // forward runs ("cpu" or "cuda[:N]"), in `compute_dtype` (default:
+  // compute_dtype_for(device); float32 on a GPU reproduces the CPU's numbers).
+  static std::unique_ptr<DecoderModel> load(const io::Checkpoint& checkpoint, const at::Device& device,
+                                            std::optional<at::ScalarType> compute_dtype = std::nullopt);
 
   const ModelConfig& config() const { return config_; }
   const at::Device& device() const { return device_; }
@@ -148,6 +151,9 @@ class DecoderModel {
   std::string layers_prefix_;  // set by the derived class: "model.layers." or "model.decoder.layers."
 
  private:
+  // Sets the compute dtype (before any copy is made) and the residency its
+  // copies allow: whole_model when they fit in half the device's memory.
+  void set_compute_dtype(at::ScalarType dtype);
   // True when the host tensor itself is the compute copy (float32 on the CPU).
   bool used_as_is(const at::Tensor& host) const;
   bool in_layer(const std::string& name, int64_t index) const;

@@ -11,8 +11,11 @@ namespace pbllm::model {
 // "cpu", "cuda", "cuda:N". CUDA without a usable GPU is a clear error.
 at::Device parse_device(const std::string& name);
 
-// The dtype the forward computes in: float32 on the CPU, fp16 on CUDA.
+// The dtype the forward computes in by default: float32 on the CPU, fp16 on CUDA.
 at::ScalarType compute_dtype_for(const at::Device& device);
+// --compute-dtype: "auto" (the default above), "float32" (anywhere), "float16"
+// (CUDA only: the CPU's fp16 kernels are slow and partial).
+at::ScalarType parse_compute_dtype(const std::string& name, const at::Device& device);
 
 // Memory a model's compute copies may count on: the machine's RAM for the CPU,
 // the free memory of the GPU for CUDA.

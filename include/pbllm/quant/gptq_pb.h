@@ -59,6 +59,16 @@ struct GptqPbResult {
 at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const std::string& name, double* percdamp_used,
                                   int* retries);
 
+// The k-th smallest (1-based) of `scores`, 1-d float32, non-negative and
+// finite, as a 0-dim tensor on their device: kthvalue's value. On a GPU by a
+// two-digit radix select (histograms of the top and low 16 bits): CUDA's
+// kthvalue runs one thread block over the whole tensor (235M entries for a
+// 70B Linear with groupsize -1). On the CPU, kthvalue's quickselect: the
+// radix select measured 0.8x to 1.4x its speed there (scripts/bench_gptq.sh).
+at::Tensor kth_smallest_score(const at::Tensor& scores, int64_t k);
+// The radix select itself, on any device (what the GPU runs; tested on the CPU).
+at::Tensor kth_smallest_score_by_radix(const at::Tensor& scores, int64_t k);
+
 // true = binarized: per column group, score <= the element at index
 // floor(count * low_frac) of the ascending scores (all of them at low_frac = 1).
 // score = |W| (magnitude) or W^2 / diag(U)^2 (hessian).
