@@ -56,10 +56,13 @@ int main(int argc, char** argv) {
   int repeat = 2;
   pbllm::tools::CommonFlags common;
   bool skip_restated = false;
+  std::string inverse_factor = "reference";
   app.add_option("--shapes", shapes, "ROWSxCOLUMNS of each Linear (rows = out_features)")->delimiter(',');
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
   app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(pbllm::tools::count_range());
   app.add_flag("--skip-restated", skip_restated, "do not time the restated loop (slow on a CPU)");
+  app.add_option("--inverse-factor", inverse_factor, "reference or one-cholesky")
+      ->check(CLI::IsMember({"reference", "one-cholesky"}));
   app.add_option("--json", json_path, "write the figures here");
   common.add_to(app);
   pbllm::tools::run_tool(app, argc, argv, [&] {
@@ -74,12 +77,15 @@ int main(int argc, char** argv) {
       const at::Tensor H = random_hessian(in_features, device);
       pbllm::quant::GptqPbOptions options;  // xnor, low_frac 0.9, hessian metric, 8 bits, blocksize 128
       options.metric = pbllm::quant::SalientMetric::hessian;
+      options.inverse_factor = pbllm::quant::inverse_factor_from_name(inverse_factor);
       const double fused = best_seconds(repeat, [&] { return pbllm::quant::gptq_pb_quantize(W, H, options, shape).weight; });
-      const at::Tensor U = pbllm::quant::inverse_hessian_factor(H, options.percdamp, shape, nullptr, nullptr);
+      const at::Tensor U =
+          pbllm::quant::inverse_hessian_factor(H, options.percdamp, shape, nullptr, nullptr, options.inverse_factor);
       const at::Tensor errors = at::randn({out_features, options.blocksize}, W.options());
       const double gemms = best_seconds(repeat, [&] { return trailing_gemms(W.clone(), U, errors, options.blocksize); });
       const double setup = best_seconds(repeat, [&] {
-        const at::Tensor factor = pbllm::quant::inverse_hessian_factor(H, options.percdamp, shape, nullptr, nullptr);
+        const at::Tensor factor =
+            pbllm::quant::inverse_hessian_factor(H, options.percdamp, shape, nullptr, nullptr, options.inverse_factor);
         return pbllm::quant::binarized_mask(W, factor, options.metric, options.low_frac, options.groupsize);
       });
       const double loop = std::max(0.0, fused - setup - gemms);

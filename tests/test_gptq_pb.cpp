@@ -213,6 +213,33 @@ TEST(KthSmallestScore, OnCudaEqualsKthvalueOnTheCpu) {
   }
 }
 
+TEST(InverseFactor, LowerTriangularInverseEqualsTheTriangularSolve) {
+  at::manual_seed(11);
+  for (int64_t n : {1, 7, 512, 513, 1100}) {  // direct, one level, levels with odd halves
+    const at::Tensor X = at::randn({2 * n, n});
+    const at::Tensor L = at::linalg_cholesky(X.t().mm(X) / n + at::eye(n));
+    const at::Tensor expected = at::linalg_solve_triangular(L, at::eye(n), /*upper=*/false);
+    const at::Tensor inverse = lower_triangular_inverse(L);
+    EXPECT_TRUE(at::allclose(inverse, expected, 1e-4, 1e-5)) << "n " << n;
+    EXPECT_TRUE(at::equal(inverse.triu(1), at::zeros({n, n}))) << "n " << n << ": not lower triangular";
+  }
+}
+
+// One Cholesky and one triangular inverse give the reference's U to float32
+// rounding, and on stories260K the reference's numbers within the pinned tolerances
+// (QuantizeStories260K.OneCholeskyHoldsTheReferenceNumbers).
+TEST(InverseFactor, OneCholeskyGivesTheReferenceFactor) {
+  for (int64_t columns : {64, 700}) {
+    const auto [W, H] = random_layer(16, columns, 4);
+    const at::Tensor reference = inverse_hessian_factor(H, 0.01, "test", nullptr, nullptr, InverseFactor::reference);
+    const at::Tensor one = inverse_hessian_factor(H, 0.01, "test", nullptr, nullptr, InverseFactor::one_cholesky);
+    EXPECT_TRUE(at::equal(one.tril(-1), at::zeros_like(one))) << "upper triangular";
+    EXPECT_LT((one - reference).abs().max().item<double>(), 1e-5 * reference.abs().max().item<double>()) << columns;
+  }
+  EXPECT_EQ(inverse_factor_from_name("one-cholesky"), InverseFactor::one_cholesky);
+  EXPECT_THROW(inverse_factor_from_name("two"), Error);
+}
+
 TEST(GptqPb, SalientFractionFollowsLowFrac) {
   const auto [W, H] = random_layer(32, 64, 3);
   for (double low_frac : {0.0, 0.5, 0.9, 1.0}) {

@@ -28,7 +28,7 @@ namespace {
 using pbllm::str_cat;
 
 struct Arguments {
-  std::string model, dataset, method, metric = "magnitude", data_dir, save, eval, json, format = "hf";
+  std::string model, dataset, method, metric = "magnitude", inverse_factor = "reference", data_dir, save, eval, json, format = "hf";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
   pbllm::tools::DeviceFlags device;
@@ -48,6 +48,9 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--high_bit,--high-bit", a.gptq.high_bit, "bits of the salient weights (1..16)");
   app.add_option("--salient_metric,--salient-metric", a.metric, "magnitude or hessian")
       ->check(CLI::IsMember({"magnitude", "hessian"}));
+  app.add_option("--inverse-factor,--inverse_factor", a.inverse_factor,
+                 "reference (three factorisations, its exact roundings) or one-cholesky (faster)")
+      ->check(CLI::IsMember({"reference", "one-cholesky"}));
   app.add_option("--nsamples", a.nsamples, "calibration windows")->check(pbllm::tools::count_range());
   app.add_option("--seed", a.seed, "random.seed for the calibration windows");
   app.add_option("--seqlen", a.seqlen, "window length (default: min(2048, the model's context))")
@@ -104,6 +107,7 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
   return {{"model", a.model}, {"dataset", a.dataset}, {"low_quant_method", a.method},
           {"low_frac", a.gptq.low_frac}, {"high_bit", a.gptq.high_bit}, {"salient_metric", a.metric},
           {"nsamples", a.nsamples}, {"seed", a.seed}, {"seqlen", seqlen}, {"percdamp", a.gptq.percdamp},
+          {"inverse_factor", a.inverse_factor},
           {"blocksize", a.gptq.blocksize}, {"groupsize", a.gptq.groupsize}, {"minlayer", a.selection.minlayer},
           {"maxlayer", a.selection.maxlayer}, {"quant_only", a.selection.quant_only}, {"invert", a.selection.invert},
           {"disable_gptq", a.gptq.disable_gptq}, {"stats_over_binarized", a.gptq.low.statistics_over_binarized_only},
@@ -267,6 +271,7 @@ int main(int argc, char** argv) {
     PBLLM_CHECK(a.save_given || app.count("--format") == 0, "--format ", a.format, " needs --save");
     a.gptq.low.method = pbllm::low_bit_method_from_name(a.method);
     a.gptq.metric = pbllm::quant::salient_metric_from_name(a.metric);
+    a.gptq.inverse_factor = pbllm::quant::inverse_factor_from_name(a.inverse_factor);
     a.gptq.validate();  // one-line errors before anything is loaded
     Run run{pbllm::data::Dataset::parse(a.dataset)};
     run.data_dir = a.data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(a.data_dir);

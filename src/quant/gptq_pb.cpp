@@ -8,10 +8,14 @@
 #include <ATen/ops/cholesky_inverse.h>
 #include <ATen/ops/diag.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/eye.h>
+#include <ATen/ops/flip.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/kthvalue.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/linalg_cholesky_ex.h>
+#include <ATen/ops/linalg_solve_triangular.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
@@ -27,6 +31,12 @@
 #endif
 
 namespace pbllm::quant {
+
+InverseFactor inverse_factor_from_name(const std::string& name) {
+  if (name == "reference") return InverseFactor::reference;
+  PBLLM_CHECK(name == "one-cholesky", "--inverse-factor '", name, "' is not reference or one-cholesky");
+  return InverseFactor::one_cholesky;
+}
 
 SalientMetric salient_metric_from_name(const std::string& name) {
   if (name == "magnitude") return SalientMetric::magnitude;
@@ -49,16 +59,25 @@ constexpr int kMaxDampingRetries = 6;
 
 bool all_finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }
 
-// One Cholesky attempt of H + percdamp * mean(diag H) * I -> U, or an
-// undefined tensor. The damping is a float32 tensor product, as the reference's.
-at::Tensor try_inverse_factor(const at::Tensor& H, double percdamp) {
+// One attempt at U for H + percdamp * mean(diag H) * I, or an undefined
+// tensor where a factorisation fails. The damping is a float32 tensor
+// product, as the reference's.
+at::Tensor try_inverse_factor(const at::Tensor& H, double percdamp, InverseFactor how) {
   at::Tensor damped = H.clone();
   damped.diagonal().add_(H.diagonal().mean() * percdamp);
-  auto [lower, info] = at::linalg_cholesky_ex(damped);
-  if (info.item<int>() != 0) return {};
-  const at::Tensor inverse = at::cholesky_inverse(lower);
-  auto [upper, info_upper] = at::linalg_cholesky_ex(inverse, /*upper=*/true);
-  if (info_upper.item<int>() != 0 || !all_finite(upper)) return {};
+  at::Tensor upper;
+  if (how == InverseFactor::one_cholesky) {
+    auto [lower, info] = at::linalg_cholesky_ex(damped.flip({0, 1}));
+    if (info.item<int>() != 0) return {};
+    upper = lower_triangular_inverse(lower).flip({0, 1});
+  } else {
+    auto [lower, info] = at::linalg_cholesky_ex(damped);
+    if (info.item<int>() != 0) return {};
+    auto [factor, info_upper] = at::linalg_cholesky_ex(at::cholesky_inverse(lower), /*upper=*/true);
+    if (info_upper.item<int>() != 0) return {};
+    upper = factor;
+  }
+  if (!all_finite(upper)) return {};
   return upper.contiguous();  // LAPACK hands back column-major strides; the column loop reads rows
 }
 
@@ -93,12 +112,12 @@ void run_block(const kernels::BlockProblem& problem, ColumnLoop loop, const at::
 }  // namespace
 
 at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const std::string& name, double* percdamp_used,
-                                  int* retries) {
+                                  int* retries, InverseFactor how) {
   double factor = percdamp;
   for (int attempt = 0; attempt <= kMaxDampingRetries; ++attempt) {
     // percdamp 0 that fails starts the retries from 1e-6 of the mean diagonal.
     if (attempt > 0) factor = factor > 0 ? factor * 10 : 1e-6;
-    at::Tensor upper = try_inverse_factor(H, factor);
+    at::Tensor upper = try_inverse_factor(H, factor, how);
     if (upper.defined()) {
       if (percdamp_used) *percdamp_used = factor;
       if (retries) *retries = attempt;
@@ -108,6 +127,26 @@ at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const st
   }
   throw Error(str_cat(name, ": the Hessian is not positive definite even with percdamp ", factor,
                       " (degenerate calibration data?)"));
+}
+
+at::Tensor lower_triangular_inverse(const at::Tensor& L) {
+  PBLLM_CHECK(L.dim() == 2 && L.size(0) == L.size(1), "lower_triangular_inverse: not square: ", L.sizes());
+  const int64_t n = L.size(0);
+  // Below this, LAPACK's triangular solve is as fast as more levels.
+  constexpr int64_t kDirect = 512;
+  if (n <= kDirect)
+    return at::linalg_solve_triangular(L, at::eye(n, L.options()), /*upper=*/false);
+  // [[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]]
+  const int64_t h = n / 2;
+  const at::Tensor a_inverse = lower_triangular_inverse(L.narrow(0, 0, h).narrow(1, 0, h));
+  const at::Tensor c_inverse = lower_triangular_inverse(L.narrow(0, h, n - h).narrow(1, h, n - h));
+  at::Tensor inverse = at::zeros({n, n}, L.options());
+  inverse.narrow(0, 0, h).narrow(1, 0, h).copy_(a_inverse);
+  inverse.narrow(0, h, n - h).narrow(1, h, n - h).copy_(c_inverse);
+  at::Tensor lower_left = inverse.narrow(0, h, n - h).narrow(1, 0, h);
+  at::mm_out(lower_left, c_inverse.mm(L.narrow(0, h, n - h).narrow(1, 0, h)), a_inverse);
+  lower_left.neg_();
+  return inverse;
 }
 
 at::Tensor kth_smallest_score_by_radix(const at::Tensor& scores, int64_t k) {
@@ -188,7 +227,8 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
   H.diagonal().masked_fill_(dead, 1.0);
   W.masked_fill_(dead.unsqueeze(0), 0.0);
 
-  const at::Tensor U = inverse_hessian_factor(H, options.percdamp, name, &result.percdamp_used, &result.damping_retries);
+  const at::Tensor U = inverse_hessian_factor(H, options.percdamp, name, &result.percdamp_used, &result.damping_retries,
+                                              options.inverse_factor);
   result.binarized = binarized_mask(W, U, options.metric, options.low_frac, options.groupsize);
   if (options.high_range_from_salient) high.calibrate(W, options.high_bit, ~result.binarized);
   LowBitQuantizer low(options.low, rows, groups, W.options());

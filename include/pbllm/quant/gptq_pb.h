@@ -22,6 +22,19 @@ enum class ColumnLoop {
   emulated_cuda_kernel,  // the CUDA kernel's launch emulated on the host (tests; single-threaded)
 };
 
+// How U, the upper Cholesky factor of the damped inverse Hessian, is made.
+enum class InverseFactor {
+  // The reference's three factorisations: Cholesky of H, cholesky_inverse,
+  // Cholesky of the inverse (its exact float32 roundings).
+  reference,
+  // One Cholesky and one triangular inverse: with J the order reversal and
+  // J H J = L L^T, U = J L^-1 J (U^T U = J L^-T L^-1 J = H^-1, and J L^-1 J is
+  // upper triangular with a positive diagonal, so it is the Cholesky factor).
+  // 1.3x-1.5x faster on the CPU; U agrees to a few float32 ulps.
+  one_cholesky,
+};
+InverseFactor inverse_factor_from_name(const std::string& name);  // "reference", "one-cholesky"
+
 struct GptqPbOptions {
   LowBitQuantizer::Options low;
   double low_frac = 0.9;  // the binarized fraction: 0.9 keeps 10% salient
@@ -30,6 +43,7 @@ struct GptqPbOptions {
   int64_t blocksize = 128;
   int64_t groupsize = -1;  // -1: one group per row, whatever the blocksize
   double percdamp = 0.01;
+  InverseFactor inverse_factor = InverseFactor::reference;
   bool disable_gptq = false;
   // Correction: the high-bit range from the salient weights only (the
   // reference takes it over all weights of the row).
@@ -57,7 +71,11 @@ struct GptqPbResult {
 // factorisation that fails multiplies the damping by 10 and retries (at most
 // 6 times), logging each retry with `name`.
 at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const std::string& name, double* percdamp_used,
-                                  int* retries);
+                                  int* retries, InverseFactor how = InverseFactor::reference);
+// The inverse of a lower-triangular matrix by recursive halving: each level
+// two half-size inverses and two GEMMs, 2n^3/3 flops at the GEMM rate (a
+// triangular solve against the identity would take n^3).
+at::Tensor lower_triangular_inverse(const at::Tensor& L);
 
 // The k-th smallest (1-based) of `scores`, 1-d float32, non-negative and
 // finite, as a 0-dim tensor on their device: kthvalue's value. On a GPU by a
