@@ -6,7 +6,10 @@
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
+#include <ATen/ops/log_softmax.h>
+#include <ATen/ops/randint.h>
 #include <ATen/ops/zeros.h>
+#include <c10/core/GradMode.h>
 
 #include "pbllm/eval/perplexity.h"
 #include "pbllm/io/checkpoint.h"
@@ -33,6 +36,26 @@ class Stories260K : public ::testing::Test {
 };
 io::Checkpoint* Stories260K::checkpoint_ = nullptr;
 model::DecoderModel* Stories260K::model_ = nullptr;
+
+// The chunked NLL that pbllm-eval uses equals log_softmax of the whole
+// logits, gathered, whatever the chunk (here 100 rows: boundaries inside rows
+// of the batch, a short last chunk).
+TEST_F(Stories260K, ChunkedTargetNllEqualsLogSoftmaxOfTheLogits) {
+  c10::NoGradGuard no_grad;
+  at::manual_seed(3);
+  const at::Tensor ids = at::randint(model_->config().vocab_size, {3, 129}, at::kLong);
+  const at::Tensor hidden = model_->hidden_states(ids.narrow(1, 0, 128));
+  const at::Tensor targets = ids.narrow(1, 1, 128);
+  const at::Tensor expected = -at::log_softmax(model_->head(hidden), -1).gather(2, targets.unsqueeze(2)).squeeze(2);
+  for (int64_t chunk : {0, 100, 1}) {
+    const at::Tensor nll = model_->target_nll(hidden, targets, chunk);
+    ASSERT_EQ(nll.sizes(), expected.sizes());
+    EXPECT_TRUE(at::allclose(nll, expected, 1e-5, 1e-5)) << "chunk " << chunk << ": max difference "
+                                                         << (nll - expected).abs().max().item<float>();
+  }
+  EXPECT_THROW(model_->target_nll(hidden, targets.narrow(1, 0, 5)), Error);
+  EXPECT_THROW(model_->target_nll(hidden, targets + model_->config().vocab_size), Error);
+}
 
 TEST_F(Stories260K, PerStoryNllAndPerplexityMatchTheReference) {
   const nlohmann::json reference =

@@ -1,8 +1,11 @@
 #include "pbllm/model/decoder.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/log_softmax.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 
 #include <algorithm>
@@ -85,11 +88,47 @@ void DecoderModel::require_layer_weights(
     for (const auto& [name, shape] : tensors) require_weight(layer_prefix(i) + name, shape);
 }
 
-at::Tensor DecoderModel::forward(const at::Tensor& ids, KvCache* cache) const {
+at::Tensor DecoderModel::hidden_states(const at::Tensor& ids, KvCache* cache) const {
   at::Tensor hidden = embed(ids, cache ? cache->positions : 0);
   for (int64_t i = 0; i < num_layers(); ++i) hidden = layer(i, hidden, nullptr, cache);
   if (cache) cache->positions += ids.size(1);
-  return head(hidden);
+  return hidden;
+}
+
+at::Tensor DecoderModel::forward(const at::Tensor& ids, KvCache* cache) const {
+  return head(hidden_states(ids, cache));
+}
+
+at::Tensor DecoderModel::head(const at::Tensor& hidden) const {
+  return at::linear(head_input(hidden), param(head_weight_name())).to(at::kFloat);
+}
+
+at::Tensor DecoderModel::target_nll(const at::Tensor& hidden, const at::Tensor& targets, int64_t chunk_rows) const {
+  PBLLM_CHECK(hidden.dim() == 3 && targets.sizes() == hidden.sizes().slice(0, 2), "target_nll: hidden ",
+              hidden.sizes(), " and targets ", targets.sizes(), " do not match");
+  const at::Tensor x = head_input(hidden).reshape({-1, hidden.size(2)});
+  const at::Tensor w = param(head_weight_name());
+  const at::Tensor t = targets.reshape({-1, 1}).to(device_, at::kLong);
+  PBLLM_CHECK(t.numel() == 0 || (t.min().item<int64_t>() >= 0 && t.max().item<int64_t>() < w.size(0)),
+              "target id out of range [0, ", w.size(0), ")");
+  // About 2^23 logits (32 MiB in float32) per chunk: far below a window's
+  // [2048, vocab] (400 MB for a 49152-word vocabulary), rows enough for the GEMM.
+  const int64_t rows = x.size(0);
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min(rows, chunk_rows > 0 ? chunk_rows : std::max<int64_t>(64, (int64_t{1} << 23) / w.size(0))));
+  at::Tensor logits = at::empty({chunk, w.size(0)}, x.options());
+  at::Tensor nll = at::empty({rows}, x.options().dtype(at::kFloat));
+  for (int64_t first = 0; first < rows; first += chunk) {
+    const int64_t count = std::min(chunk, rows - first);
+    at::Tensor block = logits.narrow(0, 0, count);
+    at::mm_out(block, x.narrow(0, first, count), w.t());
+    // As head() then log_softmax over the whole logits, row for row the same
+    // roundings (logsumexp minus the logit differs in the last bits: 1e-5 of
+    // SmolLM2's perplexity).
+    const at::Tensor log_probs = at::log_softmax(block.to(at::kFloat), 1);
+    nll.narrow(0, first, count).copy_(log_probs.gather(1, t.narrow(0, first, count)).squeeze(1).neg());
+  }
+  return nll.view(targets.sizes());
 }
 
 std::string DecoderModel::layer_prefix(int64_t index) const { return str_cat(layers_prefix_, index, "."); }

@@ -107,10 +107,10 @@ at::Tensor LlamaModel::layer(int64_t index, const at::Tensor& hidden, LinearInpu
   return h + linear(index, "mlp.down_proj", at::silu(gate_up[0]) * gate_up[1], observer);
 }
 
-at::Tensor LlamaModel::head(const at::Tensor& hidden) const {
-  const at::Tensor x = rms_norm(hidden, kModel + "norm.weight");
-  const std::string head_name = weights_.count("lm_head.weight") ? "lm_head.weight" : kModel + "embed_tokens.weight";
-  return at::linear(x, param(head_name)).to(at::kFloat);
+at::Tensor LlamaModel::head_input(const at::Tensor& hidden) const { return rms_norm(hidden, kModel + "norm.weight"); }
+
+std::string LlamaModel::head_weight_name() const {
+  return weights_.count("lm_head.weight") ? "lm_head.weight" : kModel + "embed_tokens.weight";
 }
 
 }  // namespace pbllm::model

@@ -97,13 +97,16 @@ at::Tensor OptModel::layer(int64_t index, const at::Tensor& hidden, LinearInputO
   return h;
 }
 
-at::Tensor OptModel::head(const at::Tensor& hidden) const {
+at::Tensor OptModel::head_input(const at::Tensor& hidden) const {
   at::Tensor x = hidden;
   if (config_.do_layer_norm_before && !config_.remove_final_layer_norm)
     x = layer_norm(x, decoder_ + "final_layer_norm");
   if (config_.word_embed_proj_dim != config_.hidden_size) x = at::linear(x, param(decoder_ + "project_out.weight"));
-  const std::string head_name = weights_.count("lm_head.weight") ? "lm_head.weight" : decoder_ + "embed_tokens.weight";
-  return at::linear(x, param(head_name)).to(at::kFloat);
+  return x;
+}
+
+std::string OptModel::head_weight_name() const {
+  return weights_.count("lm_head.weight") ? "lm_head.weight" : decoder_ + "embed_tokens.weight";
 }
 
 }  // namespace pbllm::model

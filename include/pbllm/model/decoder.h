@@ -72,9 +72,17 @@ class DecoderModel {
   virtual at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer = nullptr,
                            KvCache* cache = nullptr) const = 0;
   // hidden -> float32 logits [batch, seq, vocab] on device().
-  virtual at::Tensor head(const at::Tensor& hidden) const = 0;
-  // embed, every layer, head; with `cache`, ids continue the cached positions
-  // (after the prompt, one token at a time).
+  at::Tensor head(const at::Tensor& hidden) const;
+  // -log p(target) [batch, seq] (float32) for hidden [batch, seq, hidden] and
+  // targets [batch, seq], without the logits of every position at once: the
+  // head runs on chunks of positions into one reused buffer, each chunk
+  // reduced (log_softmax, the target's entry) as soon as it is made;
+  // chunk_rows positions per chunk (0: about 2^23 logits' worth).
+  at::Tensor target_nll(const at::Tensor& hidden, const at::Tensor& targets, int64_t chunk_rows = 0) const;
+  // embed and every layer: the last hidden states; with `cache`, ids continue
+  // the cached positions (after the prompt, one token at a time).
+  at::Tensor hidden_states(const at::Tensor& ids, KvCache* cache = nullptr) const;
+  // head(hidden_states(ids, cache)).
   at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr) const;
 
   // The Linears of one decoder layer in execution order, grouped by the input
@@ -113,6 +121,11 @@ class DecoderModel {
   // `source` names the weights file in errors.
   DecoderModel(ModelConfig config, std::map<std::string, at::Tensor> weights, const at::Device& device,
                std::string source);
+
+  // The head's input: the final norm (and OPT's project_out) of the last hidden states.
+  virtual at::Tensor head_input(const at::Tensor& hidden) const = 0;
+  // The output embedding: lm_head, or the tied input embedding.
+  virtual std::string head_weight_name() const = 0;
 
   // Checks that weight `name` exists with `shape`, naming the file otherwise.
   void require_weight(const std::string& name, const std::vector<int64_t>& shape) const;

@@ -14,7 +14,8 @@ class LlamaModel : public DecoderModel {
   at::Tensor embed(const at::Tensor& ids, int64_t first_position) const override;
   at::Tensor layer(int64_t index, const at::Tensor& hidden, LinearInputObserver* observer,
                    KvCache* cache) const override;
-  at::Tensor head(const at::Tensor& hidden) const override;
+  at::Tensor head_input(const at::Tensor& hidden) const override;
+  std::string head_weight_name() const override;
   std::vector<std::vector<std::string>> linear_input_groups() const override;
 
  private:
