@@ -240,6 +240,32 @@ TEST(InverseFactor, OneCholeskyGivesTheReferenceFactor) {
   EXPECT_THROW(inverse_factor_from_name("two"), Error);
 }
 
+// The driver factors each Hessian once for the Linears that share it: through
+// a shared factor the result is the one gptq_pb_quantize gets alone, bit for
+// bit, with a dead column and a Hessian that needs more damping too.
+TEST(GptqPb, ASharedFactorGivesTheSameResult) {
+  auto [W, H] = random_layer(24, 64, 6);
+  H.select(0, 5).zero_();
+  H.select(1, 5).zero_();  // column 5 never activated
+  at::Tensor indefinite = H.clone();
+  indefinite.diagonal().narrow(0, 3, 1).neg_();  // H[3, 3] < 0: needs retries
+  for (const at::Tensor& hessian : {H, indefinite}) {
+    GptqPbOptions options;
+    options.metric = SalientMetric::hessian;
+    const HessianFactor factor = factor_hessian(hessian, options, "test");
+    const GptqPbResult alone = gptq_pb_quantize(W, hessian, options, "test");
+    const GptqPbResult shared = gptq_pb_quantize(W, hessian, options, "test", &factor);
+    EXPECT_TRUE(at::equal(alone.weight, shared.weight));
+    EXPECT_TRUE(at::equal(alone.binarized, shared.binarized));
+    EXPECT_EQ(alone.loss, shared.loss);
+    EXPECT_EQ(alone.damping_retries, shared.damping_retries);
+    EXPECT_EQ(alone.percdamp_used, shared.percdamp_used);
+  }
+  EXPECT_GT(factor_hessian(indefinite, GptqPbOptions{}, "test").damping_retries, 0) << "the second case retried";
+  const HessianFactor other = factor_hessian(random_layer(24, 32, 6).second, GptqPbOptions{}, "test");
+  EXPECT_THROW(gptq_pb_quantize(W, H, GptqPbOptions{}, "test", &other), Error);
+}
+
 TEST(GptqPb, SalientFractionFollowsLowFrac) {
   const auto [W, H] = random_layer(32, 64, 3);
   for (double low_frac : {0.0, 0.5, 0.9, 1.0}) {

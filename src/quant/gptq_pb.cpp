@@ -202,16 +202,30 @@ at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetri
   return mask;
 }
 
+HessianFactor factor_hessian(const at::Tensor& hessian, const GptqPbOptions& options, const std::string& name) {
+  PBLLM_CHECK(hessian.dim() == 2 && hessian.size(0) == hessian.size(1), name, ": the Hessian ", hessian.sizes(),
+              " is not square");
+  at::Tensor H = hessian.to(at::kFloat).contiguous().clone();
+  PBLLM_CHECK(all_finite(H), name, ": the Hessian has NaN or Inf values (activations overflowed?)");
+  H.diagonal().masked_fill_(H.diagonal() == 0, 1.0);  // dead columns
+  HessianFactor factor;
+  factor.upper = inverse_hessian_factor(H, options.percdamp, name, &factor.percdamp_used, &factor.damping_retries,
+                                        options.inverse_factor);
+  return factor;
+}
+
 GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqPbOptions& options,
-                              const std::string& name) {
+                              const std::string& name, const HessianFactor* factor) {
   options.validate();
   PBLLM_CHECK(weight.dim() == 2 && hessian.dim() == 2 && hessian.size(0) == weight.size(1) &&
                   hessian.size(1) == weight.size(1),
               name, ": weight ", weight.sizes(), " and Hessian ", hessian.sizes(), " do not match");
   at::Tensor W = weight.to(at::kFloat).contiguous().clone();
-  at::Tensor H = hessian.to(W.device(), at::kFloat).contiguous().clone();
   PBLLM_CHECK(all_finite(W), name, ": the weight has NaN or Inf values");
-  PBLLM_CHECK(all_finite(H), name, ": the Hessian has NaN or Inf values (activations overflowed?)");
+  const HessianFactor own = factor != nullptr ? HessianFactor{} : factor_hessian(hessian.to(W.device()), options, name);
+  const HessianFactor& shared = factor != nullptr ? *factor : own;
+  PBLLM_CHECK(shared.upper.sizes() == hessian.sizes() && shared.upper.device() == W.device(), name,
+              ": the shared factor ", shared.upper.sizes(), " on ", shared.upper.device(), " does not fit the weight");
   const int64_t rows = W.size(0), columns = W.size(1);
   const int64_t groupsize = options.groupsize > 0 ? options.groupsize : columns;
   const int64_t groups = (columns + groupsize - 1) / groupsize;
@@ -222,13 +236,12 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
   HighBitQuantizer high;
   if (!options.high_range_from_salient) high.calibrate(W, options.high_bit);
 
-  // Dead columns (never activated): H[i, i] = 1 and W[:, i] = 0.
-  const at::Tensor dead = H.diagonal() == 0;
-  H.diagonal().masked_fill_(dead, 1.0);
-  W.masked_fill_(dead.unsqueeze(0), 0.0);
+  // Dead columns (never activated): W[:, i] = 0 (and H[i, i] = 1 in the factor).
+  W.masked_fill_((hessian.diagonal() == 0).to(W.device()).unsqueeze(0), 0.0);
 
-  const at::Tensor U = inverse_hessian_factor(H, options.percdamp, name, &result.percdamp_used, &result.damping_retries,
-                                              options.inverse_factor);
+  const at::Tensor& U = shared.upper;
+  result.percdamp_used = shared.percdamp_used;
+  result.damping_retries = shared.damping_retries;
   result.binarized = binarized_mask(W, U, options.metric, options.low_frac, options.groupsize);
   if (options.high_range_from_salient) high.calibrate(W, options.high_bit, ~result.binarized);
   LowBitQuantizer low(options.low, rows, groups, W.options());

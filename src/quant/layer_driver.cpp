@@ -125,6 +125,9 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
   if (chosen.empty()) return finished;
   HessianObserver observer(chosen);
   run_layer(model, layer, hidden, &observer);
+  // The Linears that read one input share its Hessian, and so its factor U:
+  // made once per Hessian (q/k/v: one factorisation instead of three).
+  std::map<const void*, HessianFactor> factors;
   for (const std::string& linear : chosen) {
     // Before each Linear, not after the last: a finished layer is kept before the run stops.
     check_interrupted();
@@ -135,7 +138,10 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
     log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
     // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
     const at::Tensor weight = model.weight(weight_name).to(model.device());
-    const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label);
+    auto factor = factors.find(hessian.data_ptr());
+    if (factor == factors.end())
+      factor = factors.emplace(hessian.data_ptr(), factor_hessian(hessian, options, label)).first;
+    const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label, &factor->second);
     if (pack_linears)
       finished.packed[weight_name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(
           quantized_linear(result, options, model.weight(weight_name).scalar_type()), weight_name));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "pbllm/core/check.h"
@@ -51,11 +52,13 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
       needs.selected_weights += w.numel();
       // W and its float32 result, the masks; H's clone, the damped copy, L, H^-1, U and U made contiguous.
       needs.gptq_bytes = std::max<int64_t>(needs.gptq_bytes, static_cast<int64_t>(4 * (6 * c * c + 2 * r * c) + 2 * r * c));
-      // Three Cholesky-sized factorisations, the trailing updates, the column loop.
-      needs.gptq_flops += 5.0 / 3.0 * c * c * c + 2 * r * c * c + 2 * r * c * static_cast<double>(shape.blocksize);
+      // The trailing updates, the column loop.
+      needs.gptq_flops += 2 * r * c * c + 2 * r * c * static_cast<double>(shape.blocksize);
     }
     if (!any_selected) continue;
     const int64_t c = model.weight(model.linear_weight_name(layer, group[0])).size(1);
+    // Three Cholesky-sized factorisations, once per Hessian (its Linears share U).
+    needs.gptq_flops += 5.0 / 3.0 * std::pow(static_cast<double>(c), 3);
     needs.hessian_bytes += 4 * c * c;
     needs.widest_input = std::max(needs.widest_input, c);
     needs.hessian_flops += 2 * tokens * static_cast<double>(c) * static_cast<double>(c);

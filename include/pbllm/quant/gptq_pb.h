@@ -93,9 +93,21 @@ at::Tensor kth_smallest_score_by_radix(const at::Tensor& scores, int64_t k);
 at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetric metric, double low_frac,
                           int64_t groupsize);
 
+// U of a Hessian (its dead columns, never activated, set to H[i, i] = 1
+// first) and the damping it took. It depends on the Hessian and the options
+// only, so the Linears that share one (q/k/v, gate/up) can share it too.
+struct HessianFactor {
+  at::Tensor upper;
+  double percdamp_used = 0;
+  int damping_retries = 0;
+};
+HessianFactor factor_hessian(const at::Tensor& hessian, const GptqPbOptions& options, const std::string& name);
+
 // Quantizes weight [rows, columns] (any float dtype) with Hessian [columns,
-// columns] (float32). NaN / Inf in either stops with `name` in the message.
+// columns] (float32), through `factor` when given (factor_hessian of that
+// Hessian: the same numbers, one factorisation fewer). NaN / Inf in either
+// stops with `name` in the message.
 GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqPbOptions& options,
-                              const std::string& name);
+                              const std::string& name, const HessianFactor* factor = nullptr);
 
 }  // namespace pbllm::quant
