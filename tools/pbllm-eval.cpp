@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     json["meta"] = {{"model", checkpoint.dir().string()},
                     {"seqlen", seqlen},
                     {"device", device.device},
-                    {"compute_dtype", device.compute_dtype},
+                    {"compute_dtype", pbllm::model::compute_dtype_name(model->compute_dtype())},
                     {"max_windows", options.max_windows},
                     {"tokenizer", tokenizer->description()},
                     {"versions", {{"pbllm", PBLLM_VERSION}, {"torch", TORCH_VERSION}}}};

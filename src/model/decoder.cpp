@@ -63,6 +63,8 @@ DecoderModel::DecoderModel(ModelConfig config, std::map<std::string, at::Tensor>
 }
 
 void DecoderModel::set_compute_dtype(at::ScalarType dtype) {
+  PBLLM_CHECK(compute_copies_.empty() && stacks_.empty() && gemvs_.empty(),
+              "set_compute_dtype after compute copies were made");
   PBLLM_CHECK(dtype == at::kFloat || (dtype == at::kHalf && device_.is_cuda()), "compute dtype ",
               at::toString(dtype), " on ", device_.str(), ": float32 anywhere, float16 on CUDA");
   compute_dtype_ = dtype;
@@ -106,7 +108,8 @@ at::Tensor DecoderModel::head(const at::Tensor& hidden) const {
 at::Tensor DecoderModel::target_nll(const at::Tensor& hidden, const at::Tensor& targets, int64_t chunk_rows) const {
   PBLLM_CHECK(hidden.dim() == 3 && targets.sizes() == hidden.sizes().slice(0, 2), "target_nll: hidden ",
               hidden.sizes(), " and targets ", targets.sizes(), " do not match");
-  const at::Tensor x = head_input(hidden).reshape({-1, hidden.size(2)});
+  const at::Tensor input = head_input(hidden);  // OPT's project_out may narrow it
+  const at::Tensor x = input.reshape({-1, input.size(-1)});
   const at::Tensor w = param(head_weight_name());
   const at::Tensor t = targets.reshape({-1, 1}).to(device_, at::kLong);
   PBLLM_CHECK(t.numel() == 0 || (t.min().item<int64_t>() >= 0 && t.max().item<int64_t>() < w.size(0)),

@@ -37,6 +37,8 @@ at::Device parse_device(const std::string& name) {
 
 at::ScalarType compute_dtype_for(const at::Device& device) { return device.is_cuda() ? at::kHalf : at::kFloat; }
 
+std::string compute_dtype_name(at::ScalarType dtype) { return dtype == at::kHalf ? "float16" : "float32"; }
+
 at::ScalarType parse_compute_dtype(const std::string& name, const at::Device& device) {
   if (name == "auto") return compute_dtype_for(device);
   if (name == "float32") return at::kFloat;

@@ -156,7 +156,8 @@ at::Tensor kth_smallest_score_by_radix(const at::Tensor& scores, int64_t k) {
   // k-th smallest is found a digit at a time: the histogram of the top 16 bits
   // (15 of them: the sign is 0) gives the bucket holding it and the count of
   // everything below; the histogram of the low 16 bits of that bucket's
-  // entries gives the rest. Everything stays on the device (no sync). The
+  // entries gives the rest. Everything stays on the device (bincount's own
+  // range check aside, no host round trip). The
   // sign bit is cleared so that -0 counts as the 0 it equals.
   constexpr int64_t kLowDigits = int64_t{1} << 16;
   const at::Tensor bits = scores.contiguous().view(at::kInt).bitwise_and(0x7fffffff);
@@ -224,8 +225,10 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
   PBLLM_CHECK(all_finite(W), name, ": the weight has NaN or Inf values");
   const HessianFactor own = factor != nullptr ? HessianFactor{} : factor_hessian(hessian.to(W.device()), options, name);
   const HessianFactor& shared = factor != nullptr ? *factor : own;
-  PBLLM_CHECK(shared.upper.sizes() == hessian.sizes() && shared.upper.device() == W.device(), name,
-              ": the shared factor ", shared.upper.sizes(), " on ", shared.upper.device(), " does not fit the weight");
+  PBLLM_CHECK(shared.upper.sizes() == hessian.sizes() && shared.upper.device() == W.device() &&
+                  shared.upper.scalar_type() == at::kFloat && shared.upper.is_contiguous(),
+              name, ": the shared factor ", shared.upper.sizes(), " on ", shared.upper.device(),
+              " does not fit the weight (float32, contiguous, the Hessian's shape, the weight's device)");
   const int64_t rows = W.size(0), columns = W.size(1);
   const int64_t groupsize = options.groupsize > 0 ? options.groupsize : columns;
   const int64_t groups = (columns + groupsize - 1) / groupsize;

@@ -126,8 +126,10 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
   HessianObserver observer(chosen);
   run_layer(model, layer, hidden, &observer);
   // The Linears that read one input share its Hessian, and so its factor U:
-  // made once per Hessian (q/k/v: one factorisation instead of three).
-  std::map<const void*, HessianFactor> factors;
+  // made once per Hessian (q/k/v: one factorisation instead of three). They
+  // come one after another, so only the last factor is kept.
+  const void* factored = nullptr;
+  HessianFactor factor;
   for (const std::string& linear : chosen) {
     // Before each Linear, not after the last: a finished layer is kept before the run stops.
     check_interrupted();
@@ -138,10 +140,12 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
     log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
     // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
     const at::Tensor weight = model.weight(weight_name).to(model.device());
-    auto factor = factors.find(hessian.data_ptr());
-    if (factor == factors.end())
-      factor = factors.emplace(hessian.data_ptr(), factor_hessian(hessian, options, label)).first;
-    const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label, &factor->second);
+    if (factored != hessian.data_ptr()) {
+      factor = HessianFactor{};  // the previous U freed first
+      factor = factor_hessian(hessian, options, label);
+      factored = hessian.data_ptr();
+    }
+    const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label, &factor);
     if (pack_linears)
       finished.packed[weight_name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(
           quantized_linear(result, options, model.weight(weight_name).scalar_type()), weight_name));

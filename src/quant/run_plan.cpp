@@ -179,7 +179,7 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
   if (copies || gpu) {
     // On a GPU the layer driver holds one layer at a time (quant/layer_driver.cpp, LayerResidency).
     const bool every_layer = !gpu && model.residency() == model::Residency::whole_model;
-    work.items.push_back({str_cat(model.compute_dtype() == at::kFloat ? "float32" : "float16", " compute copies (",
+    work.items.push_back({str_cat(model::compute_dtype_name(model.compute_dtype()), " compute copies (",
                                   every_layer ? "every layer" : "one layer", ")"),
                           (every_layer ? total.weight_numel : largest_layer_numel) * compute_size});
   }

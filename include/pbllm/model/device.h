@@ -16,6 +16,8 @@ at::ScalarType compute_dtype_for(const at::Device& device);
 // --compute-dtype: "auto" (the default above), "float32" (anywhere), "float16"
 // (CUDA only: the CPU's fp16 kernels are slow and partial).
 at::ScalarType parse_compute_dtype(const std::string& name, const at::Device& device);
+// The name parse_compute_dtype takes for a compute dtype: "float32", "float16".
+std::string compute_dtype_name(at::ScalarType dtype);
 
 // Memory a model's compute copies may count on: the machine's RAM for the CPU,
 // the free memory of the GPU for CUDA.
