@@ -152,8 +152,12 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
   const int64_t accumulate = 4 * largest.widest_input * largest.widest_input +
                              saturated(4 * length * static_cast<double>(largest.widest_input));
   const int64_t layer_work = std::max(forward_bytes + accumulate, largest.gptq_bytes) + largest.hessian_bytes;
+  // The evaluation's logits: target_nll's chunk of positions (about 2^23 logits), its
+  // float32 log_softmax and one more for the conversion on a GPU.
+  const double chunk_rows = std::min(static_cast<double>(shape.eval_seqlen),
+                                     std::max(64.0, static_cast<double>(int64_t{1} << 23) / config.vocab_size));
   const int64_t eval_bytes = shape.eval_seqlen > 0
-      ? saturated(3.0 * static_cast<double>(shape.eval_seqlen) * static_cast<double>(config.vocab_size) * 4) +
+      ? saturated(3.0 * chunk_rows * static_cast<double>(config.vocab_size) * 4) +
             forward_bytes + (model.compute_dtype() == at::kFloat && !gpu ? 0 : head_numel * compute_size)
       : 0;
   const int64_t packed = static_cast<int64_t>(kPackedBytesPerWeight * static_cast<double>(total.selected_weights) *
