@@ -227,7 +227,7 @@ TEST(InverseFactor, LowerTriangularInverseEqualsTheTriangularSolve) {
 
 // One Cholesky and one triangular inverse give the reference's U to float32
 // rounding, and on stories260K the reference's numbers within the pinned tolerances
-// (QuantizeStories260K.OneCholeskyHoldsTheReferenceNumbers).
+// (InverseFactors/QuantizeStories260K.MatchesTheReferenceRun/OneCholesky).
 TEST(InverseFactor, OneCholeskyGivesTheReferenceFactor) {
   for (int64_t columns : {64, 700}) {
     const auto [W, H] = random_layer(16, columns, 4);

@@ -19,8 +19,12 @@ namespace {
 
 using pbllm::testing::source_path;
 
-// The run above, with U made one way or the other.
-void expect_the_reference_run(quant::InverseFactor inverse_factor) {
+// The reference run, with U made either way (the three factorisations, or one
+// Cholesky and a triangular inverse): the same pinned numbers.
+class QuantizeStories260K : public ::testing::TestWithParam<quant::InverseFactor> {};
+
+TEST_P(QuantizeStories260K, MatchesTheReferenceRun) {
+  const quant::InverseFactor inverse_factor = GetParam();
   const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
   auto model = model::DecoderModel::load(checkpoint, at::kCPU);
   const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
@@ -54,11 +58,11 @@ void expect_the_reference_run(quant::InverseFactor inverse_factor) {
   EXPECT_NEAR(results[1].result.perplexity, 194.83, 0.005 * 194.83);
 }
 
-TEST(QuantizeStories260K, MatchesTheReferenceRun) { expect_the_reference_run(quant::InverseFactor::reference); }
-
-TEST(QuantizeStories260K, OneCholeskyHoldsTheReferenceNumbers) {
-  expect_the_reference_run(quant::InverseFactor::one_cholesky);
-}
+INSTANTIATE_TEST_SUITE_P(InverseFactors, QuantizeStories260K,
+                         ::testing::Values(quant::InverseFactor::reference, quant::InverseFactor::one_cholesky),
+                         [](const auto& info) {
+                           return info.param == quant::InverseFactor::reference ? "Reference" : "OneCholesky";
+                         });
 
 }  // namespace
 }  // namespace pbllm
