@@ -10,6 +10,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 
 APT_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libcli11-dev libspdlog-dev nlohmann-json3-dev
               libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev zlib1g-dev python3 python3-pip
+              slurm-wlm munge
               ${EXTRA_APT_PACKAGES:-})
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
