@@ -28,6 +28,8 @@ def number(text, where, column):
         raise PlotError(f"{where}: {column} '{text}' is not a number") from None
     if not math.isfinite(value):
         raise PlotError(f"{where}: {column} is {text}")
+    if column.startswith("ppl_") and value <= 0:
+        raise PlotError(f"{where}: {column} {text} is not a perplexity (log scale: it must be positive)")
     return value
 
 
@@ -35,7 +37,7 @@ def read_results(path):
     """(datasets, full-precision perplexity per dataset, curves {(metric, corrections): [(low_frac, bits,
     {dataset: ppl})]}); every malformed cell is a PlotError naming its line."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as spreadsheets save it, is not a column
             rows = list(csv.DictReader(f))
             header = rows and list(rows[0].keys()) or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -97,10 +99,15 @@ def plot(csv_path, png_path, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    tmp = Path(png_path).with_suffix(".png.tmp")
-    figure.savefig(tmp, format="png", dpi=DPI)
-    plt.close(figure)
-    tmp.replace(png_path)
+    tmp = Path(png_path).with_name(Path(png_path).name + ".tmp")
+    try:
+        figure.savefig(tmp, format="png", dpi=DPI)
+        tmp.replace(png_path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PlotError(f"cannot write {png_path}: {e.strerror or e}") from None
+    finally:
+        plt.close(figure)
 
 
 def main(argv):

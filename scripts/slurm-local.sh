@@ -6,17 +6,25 @@
 # slurm-wlm and munge (scripts/setup.sh installs them).
 #   scripts/slurm-local.sh start DIR   # then: export SLURM_CONF=DIR/slurm.conf
 #   scripts/slurm-local.sh stop DIR
-# Exit status 77 (a test's "skipped") when Slurm cannot start here, with the reason on stderr.
+# Exit status 77 (a test's "skipped") where this machine cannot run it (not root, no slurm-wlm), 1 where
+# it should have started and did not; the reason on stderr either way. `stop` cancels the cluster's jobs.
 set -euo pipefail
-[[ $# -eq 2 && ( $1 == start || $1 == stop ) ]] || { sed -n '2,10p' "$0"; exit 2; }
+[[ $# -eq 2 && ( $1 == start || $1 == stop ) ]] || { sed -n '2,9p' "$0"; exit 2; }
 action=$1
+cannot() { echo "slurm-local: $*" >&2; exit 77; }  # this machine cannot run it: a test skips
+broken() { echo "slurm-local: $*" >&2; exit 1; }   # it should have started: a test fails
+if [[ $action == stop && ! -d $2 ]]; then exit 0; fi
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
 export SLURM_CONF=$dir/slurm.conf
-cannot() { echo "slurm-local: $*" >&2; exit 77; }
 
 stop() {
-  [[ -f $SLURM_CONF ]] && scontrol shutdown >/dev/null 2>&1 || true
+  if [[ -f $SLURM_CONF ]] && scontrol ping >/dev/null 2>&1; then
+    # Its jobs first (their processes are not children of the daemons once running), then the daemons.
+    scancel --full --user="$(id -un)" >/dev/null 2>&1 || true
+    for _ in $(seq 60); do [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break; sleep 0.5; done
+    scontrol shutdown >/dev/null 2>&1 || true
+  fi
   [[ -S $dir/run/munge.sock ]] && munged --stop --socket="$dir/run/munge.sock" >/dev/null 2>&1 || true
   for pidfile in "$dir"/run/*.pid; do  # whatever did not stop when asked
     [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
@@ -33,9 +41,11 @@ chmod 755 "$dir"
 mkdir -p "$dir/run" "$dir/state" "$dir/spool" "$dir/log"
 chmod 755 "$dir/run"
 [[ -f $dir/munge.key ]] || { head -c 128 /dev/urandom >"$dir/munge.key"; chmod 600 "$dir/munge.key"; }
+[[ -S $dir/run/munge.sock ]] && munge -n -S "$dir/run/munge.sock" >/dev/null 2>&1 &&
+  broken "a cluster already runs in $dir: scripts/slurm-local.sh stop $dir first"
 munged --key-file="$dir/munge.key" --socket="$dir/run/munge.sock" --pid-file="$dir/run/munged.pid" \
   --log-file="$dir/log/munged.log" --seed-file="$dir/run/munged.seed" ||
-  cannot "munged did not start: $(tail -n 1 "$dir/log/munged.log" 2>/dev/null)"
+  broken "munged did not start: $(tail -n 1 "$dir/log/munged.log" 2>/dev/null)"
 
 # Two free TCP ports, so that a second cluster (or a real one) on the machine does not collide.
 read -r ctld_port slurmd_port < <(python3 -c '
@@ -74,12 +84,12 @@ SelectTypeParameters=CR_Core
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
 PartitionName=local Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-slurmctld -f "$SLURM_CONF" || { stop; cannot "slurmctld did not start: $(tail -n 1 "$dir/log/slurmctld.log" 2>/dev/null)"; }
-slurmd -f "$SLURM_CONF" || { stop; cannot "slurmd did not start: $(tail -n 1 "$dir/log/slurmd.log" 2>/dev/null)"; }
+slurmctld -f "$SLURM_CONF" || { stop; broken "slurmctld did not start: $(tail -n 1 "$dir/log/slurmctld.log" 2>/dev/null)"; }
+slurmd -f "$SLURM_CONF" || { stop; broken "slurmd did not start: $(tail -n 1 "$dir/log/slurmd.log" 2>/dev/null)"; }
 for _ in $(seq 60); do
   [[ $(sinfo -h -o %t 2>/dev/null) == idle ]] && { echo "export SLURM_CONF=$SLURM_CONF"; exit 0; }
   sleep 0.5
 done
 state=$(sinfo -h -o %t 2>&1 || true)
 stop
-cannot "the node did not become idle in 30 s (state: ${state:-none}; logs in $dir/log)"
+broken "the node did not become idle in 30 s (state: ${state:-none}; logs in $dir/log)"

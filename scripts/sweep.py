@@ -4,20 +4,24 @@ results.csv, a markdown table and a plot.
 
   scripts/sweep.sh MODEL DATASET METHOD [--low_frac 0.5,0.8,0.9,0.95] [--salient_metric magnitude,hessian]
                    [--corrections none,stats-over-binarized,...|each] [--eval wikitext2,ptb] [--dir DIR]
-                   [--jobs N] [--keep-models] [--dry-run] [pbllm-quantize flags]
-  scripts/sweep.sh ... --slurm [--partition P] [--gpus-per-task N] [--cpus-per-task N] [--time T]
-                   [--sbatch-args "..."] [--dry-run]
+                   [--jobs N] [--threads N] [--keep-models] [--no-full-precision] [--dry-run]
+                   [pbllm-quantize flags]
+  scripts/sweep.sh MODEL DATASET METHOD ... --slurm [--partition P] [--gpus-per-task N] [--cpus-per-task N]
+                   [--time T] [--sbatch-args="..."] [--dry-run]
   scripts/sweep.sh --collect DIR
 
 Every configuration is one pbllm-quantize run with --eval, a JSON report (DIR/reports/ID.json), a log
 (DIR/logs/ID.log) and its exit status (DIR/logs/ID.exit); the full-precision model is evaluated once
-with pbllm-eval. A configuration already reported is never run again, so rerunning the same command
-resumes a sweep (and a killed pbllm-quantize resumes its own layers). The sweep folder remembers the
-flags common to all runs (DIR/sweep.json): a rerun with other flags is refused rather than mixed in.
+with pbllm-eval. A configuration whose report and exit status 0 are there is never run again, so rerunning
+the same command resumes a sweep (and a killed pbllm-quantize resumes its own layers). The sweep folder
+remembers what all runs share (DIR/sweep.json: model, data, flags, threads per run): a rerun with other
+settings is refused rather than mixed in.
 """
 import argparse
 import concurrent.futures
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import shlex
@@ -35,19 +39,21 @@ REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 import plot_sweep  # noqa: E402  (beside this file)
 
+METHODS = ("xnor", "sign", "no", "2bit", "4bit", "prune")
 # The corrections of the reference's quirks (README, "quirks") and the methods each one changes.
 CORRECTIONS = {
     "stats-over-binarized": {"xnor", "sign"},
-    "high-range-from-salient": {"xnor", "sign", "no", "2bit", "4bit", "prune"},
+    "high-range-from-salient": set(METHODS),
     "zero-point-per-row": {"2bit", "4bit"},
 }
-# Flags the sweep sets itself for every run: passing them through would make runs overwrite each other.
-OWN_FLAGS = {"--save", "--json", "--format", "--eval", "--low_frac", "--low-frac",
-             "--salient_metric", "--salient-metric", "--overwrite"} | {"--" + c for c in CORRECTIONS} | {
-             "--" + c.replace("-", "_") for c in CORRECTIONS}
+# Flags the sweep names per run, or that would let a run replace folders: not passed through.
+OWN_FLAGS = {"--save", "--json", "--format", "--eval", "--overwrite", "--low_frac", "--low-frac",
+             "--salient_metric", "--salient-metric"} | {
+             f"--{c}" for c in CORRECTIONS} | {f"--{c.replace('-', '_')}" for c in CORRECTIONS}
 # pbllm-quantize flags that pbllm-eval shares (with a value), passed on to the full-precision run.
 EVAL_FLAGS = {"--seqlen", "--max-windows", "--max_windows", "--data-dir", "--data_dir", "--device",
               "--compute-dtype", "--compute_dtype"}
+PATH_FLAGS = {"--data-dir", "--data_dir"}
 FULL_PRECISION = "full-precision"
 
 
@@ -57,6 +63,14 @@ class SweepError(Exception):
 
 def fail(message):
     raise SweepError(message)
+
+
+def plural(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -74,7 +88,7 @@ def parse_corrections(text, method):
     """'none', single corrections, '+'-joined combinations, or 'each' (none and every applicable one)."""
     applicable = [c for c, methods in CORRECTIONS.items() if method in methods]
     sets = []
-    for item in split_list(text, "--corrections"):
+    for item in split_list(text.replace("_", "-"), "--corrections"):
         if item == "each":
             sets += [()] + [(c,) for c in applicable]
             continue
@@ -92,55 +106,54 @@ def parse_corrections(text, method):
     return list(dict.fromkeys(sets))  # unique, in order
 
 
-def absolute_paths(flags):
-    """Paths in pass-through flags made absolute, so that Slurm tasks find them from any folder."""
-    out = list(flags)
-    for i, flag in enumerate(out[:-1]):
-        if flag in ("--data-dir", "--data_dir"):
+def normalized_flags(flags):
+    """--flag=value split in two, and paths made absolute (Slurm tasks run from any folder)."""
+    out = []
+    for flag in flags:
+        name, eq, value = flag.partition("=")
+        out += [name, value] if eq and name.startswith("--") else [flag]
+    for i in range(len(out) - 1):
+        if out[i] in PATH_FLAGS:
             out[i + 1] = str(Path(out[i + 1]).resolve())
     return out
 
 
-def absolute_source(text):
-    if text.startswith("text:"):
-        return "text:" + str(Path(text[5:]).resolve())
+def absolute_dataset(name):
+    return "text:" + str(Path(name[5:]).resolve()) if name.startswith("text:") else name
+
+
+def absolute_model(text):
     return str(Path(text).resolve()) if Path(text).exists() else text  # else a Hugging Face cache name
 
 
 def flag_values(flags, wanted):
-    """The (flag, value) pairs of `flags` whose name is in `wanted` (--flag value or --flag=value)."""
-    out, i = [], 0
-    while i < len(flags):
-        name, eq, value = flags[i].partition("=")
-        if name in wanted:
-            if eq:
-                out += [name, value]
-            elif i + 1 < len(flags):
-                out += [name, flags[i + 1]]
-                i += 1
-        i += 1
-    return out
+    """The (flag, value) pairs of normalized `flags` whose name is in `wanted`."""
+    return [token for i, flag in enumerate(flags[:-1]) if flag in wanted for token in (flag, flags[i + 1])]
 
 
 def config_id(method, frac, metric, corrections):
     return f"{method}_{frac}_{metric}" + "".join("+" + c for c in corrections)
 
 
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 1:
+        fail(f"--low_frac: '{text}' is not a fraction in [0, 1]")
+    return f"{value:g}"  # 0.50 and .5 are one configuration
+
+
 def build_grid(args, common):
     configs = {}
-    evaluated = ["--eval", args.eval]
-    for frac in split_list(args.low_frac, "--low_frac"):
-        try:
-            if not 0 <= float(frac) <= 1:
-                raise ValueError
-        except ValueError:
-            fail(f"--low_frac: '{frac}' is not a fraction in [0, 1]")
+    for frac in dict.fromkeys(fraction(f) for f in split_list(args.low_frac, "--low_frac")):
         for metric in split_list(args.salient_metric, "--salient_metric"):
             if metric not in ("magnitude", "hessian"):
                 fail(f"--salient_metric: '{metric}' is not magnitude or hessian")
             for corrections in parse_corrections(args.corrections, args.method):
                 argv = [args.model, args.dataset, args.method, "--low_frac", frac, "--salient_metric", metric]
-                argv += ["--" + c for c in corrections] + evaluated + common
+                argv += ["--" + c for c in corrections] + ["--eval", args.eval] + common
                 configs[config_id(args.method, frac, metric, corrections)] = {
                     "tool": "pbllm-quantize", "argv": argv, "low_frac": frac, "salient_metric": metric,
                     "corrections": "+".join(corrections) or "none"}
@@ -153,6 +166,33 @@ def build_grid(args, common):
 
 # ---------------------------------------------------------------------------------------------------------
 # The sweep folder
+
+
+def read_json(path, kind):
+    """The JSON object in `path`, or None where it is missing, unreadable or not a `kind` (dict / list)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def write_atomically(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(path, blocking=True):
+    """An exclusive flock on `path` (made if missing); yields False where it is held and not blocking."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 class Sweep:
@@ -171,55 +211,63 @@ class Sweep:
     def exit_record(self, cid):
         return self.dir / "logs" / f"{cid}.exit"
 
+    def lock(self, cid):
+        return self.dir / "logs" / f"{cid}.lock"
+
     def model_dir(self, cid):
         return self.dir / "models" / cid
 
     def load(self):
         if not self.manifest_path.is_file():
             fail(f"{self.dir} has no sweep.json: not a sweep folder (one is made by scripts/sweep.sh MODEL ...)")
-        try:
-            manifest = json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as e:
-            fail(f"{self.manifest_path}: unreadable ({e})")
-        if not (isinstance(manifest, dict) and isinstance(manifest.get("configs"), dict) and "identity" in manifest):
-            fail(f"{self.manifest_path}: not a sweep manifest (no identity / configs)")
+        manifest = read_json(self.manifest_path, dict)
+        identity = manifest.get("identity") if manifest else None
+        configs = manifest.get("configs") if manifest else None
+        if not (isinstance(identity, dict) and isinstance(configs, dict) and all(
+                isinstance(c, dict) and c.get("tool") in ("pbllm-quantize", "pbllm-eval") and
+                isinstance(c.get("argv"), list) for c in configs.values())):
+            fail(f"{self.manifest_path}: unreadable or not a sweep manifest")
         return manifest
 
-    def save(self, manifest):
-        for sub in ("reports", "logs", "models"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, self.manifest_path)
-
     def merge(self, identity, configs, bin_dir, write=True):
-        """The grid added to the folder's; refused when the folder was swept with other common flags."""
-        manifest = self.load() if self.manifest_path.is_file() else {"identity": identity, "configs": {}}
-        if manifest["identity"] != identity:
-            fail(f"{self.dir} was swept with other settings ({shlex.join(manifest['identity']['common'])} on "
-                 f"{manifest['identity']['model']}): use another --dir (or SWEEP_DIR)")
-        manifest["configs"].update(configs)
-        manifest["bin_dir"] = str(bin_dir)
-        if write:
-            self.save(manifest)
+        """The grid added to the folder's; refused when the folder was swept with other settings."""
+        if self.dir.exists() and not self.dir.is_dir():
+            fail(f"--dir {self.dir} is a file")
+        if not self.manifest_path.is_file() and self.dir.is_dir() and any(self.dir.iterdir()):
+            fail(f"--dir {self.dir} is not empty and has no sweep.json: give a new or empty folder")
+        with contextlib.ExitStack() as stack:
+            if write:
+                for sub in ("reports", "logs", "models"):
+                    (self.dir / sub).mkdir(parents=True, exist_ok=True)
+                stack.enter_context(locked(self.dir / "sweep.lock"))  # one read-modify-write at a time
+            manifest = self.load() if self.manifest_path.is_file() else {"identity": identity, "configs": {}}
+            if manifest["identity"] != identity:
+                differ = sorted(k for k in set(identity) | set(manifest["identity"])
+                                if identity.get(k) != manifest["identity"].get(k))
+                fail(f"{self.dir} was swept with other settings ({', '.join(differ)}: "
+                     + "; ".join(f"{k} was {manifest['identity'].get(k)!r}, now {identity.get(k)!r}" for k in differ)
+                     + "): use another --dir (or SWEEP_DIR)")
+            manifest["configs"].update(configs)
+            manifest["bin_dir"] = str(bin_dir)
+            if write:
+                write_atomically(self.manifest_path, json.dumps(manifest, indent=2) + "\n")
         return manifest
 
     def status(self, cid):
-        """('done', report) | ('failed', reason) | ('running', '') | ('pending', '')."""
-        report = self.report(cid)
-        if report.is_file():
-            try:
-                return "done", json.loads(report.read_text())
-            except (OSError, ValueError):
-                return "failed", f"its report {report} is unreadable"
-        record = self.exit_record(cid)
-        if record.is_file():
-            try:
-                code = json.loads(record.read_text())["exit"]
-            except (OSError, ValueError, KeyError):
-                code = "?"
+        """('done', report) | ('failed', reason) | ('running', '') | ('interrupted', '') | ('pending', '')."""
+        record = read_json(self.exit_record(cid), dict) if self.exit_record(cid).is_file() else None
+        if record is not None:
+            code = record.get("exit")
+            if code == 0:
+                report = read_json(self.report(cid), dict)
+                return ("done", report) if report is not None else ("failed", f"no readable report {self.report(cid)}")
             return "failed", f"exit {code}: {last_line(self.log(cid))}"
-        return ("running", "") if self.log(cid).is_file() else ("pending", "")
+        if self.exit_record(cid).is_file():
+            return "failed", f"unreadable exit record {self.exit_record(cid)}"
+        if not self.log(cid).is_file():
+            return "pending", ""
+        with locked(self.lock(cid), blocking=False) as free:
+            return ("interrupted", "") if free else ("running", "")
 
 
 def last_line(path):
@@ -227,7 +275,8 @@ def last_line(path):
         lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "(no log)"
-    return lines[-1] if lines else "(empty log)"
+    errors = [line for line in lines if line.startswith(("error:", "pbllm-"))]
+    return (errors or lines or ["(empty log)"])[-1]
 
 
 def command_of(sweep, manifest, cid, threads):
@@ -235,26 +284,31 @@ def command_of(sweep, manifest, cid, threads):
     cmd = [str(Path(manifest["bin_dir"]) / config["tool"])] + config["argv"] + ["--json", str(sweep.report(cid))]
     if config["tool"] == "pbllm-quantize":  # packed, so that bits per weight are measured from the file
         cmd += ["--save", str(sweep.model_dir(cid)), "--format", "pb"]
-    return cmd + (["--threads", str(threads)] if threads else [])
+    return cmd + ["--threads", str(threads)]
 
 
 def run_config(sweep, manifest, cid, threads, keep_models):
-    """Runs one configuration (here or in a Slurm task): its log, its exit record, its report. Returns the
-    exit status."""
-    cmd = command_of(sweep, manifest, cid, threads)
-    sweep.exit_record(cid).unlink(missing_ok=True)
-    start = time.monotonic()
-    with open(sweep.log(cid), "w") as log:
-        log.write(f"$ {shlex.join(cmd)}\n")
-        log.flush()
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    record = {"exit": code, "seconds": time.monotonic() - start, "host": socket.gethostname(), "threads": threads}
-    tmp = sweep.exit_record(cid).with_suffix(".exit.tmp")
-    tmp.write_text(json.dumps(record) + "\n")
-    os.replace(tmp, sweep.exit_record(cid))
-    if code == 0 and not keep_models:  # the size is in the report; the folder is ours (made by this run)
-        shutil.rmtree(sweep.model_dir(cid), ignore_errors=True)
-    return code
+    """Runs one configuration (here or in a Slurm task) under its lock: its log, its exit record, its report.
+    Returns the exit status, or None where another process runs it now or it is done already."""
+    with locked(sweep.lock(cid), blocking=False) as mine:
+        if not mine or sweep.status(cid)[0] == "done":
+            return None
+        cmd = command_of(sweep, manifest, cid, threads)
+        for stale in (sweep.exit_record(cid), sweep.report(cid)):
+            stale.unlink(missing_ok=True)
+        # Only a folder this run makes is removed afterwards (never one that was there: kept or someone's).
+        made_here = manifest["configs"][cid]["tool"] == "pbllm-quantize" and not sweep.model_dir(cid).exists()
+        start = time.monotonic()
+        with open(sweep.log(cid), "w") as log:
+            log.write(f"$ {shlex.join(cmd)}\n")
+            log.flush()
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        record = {"exit": code, "seconds": time.monotonic() - start, "host": socket.gethostname(),
+                  "threads": threads}
+        write_atomically(sweep.exit_record(cid), json.dumps(record) + "\n")
+        if code == 0 and made_here and not keep_models:  # its size is in the report
+            shutil.rmtree(sweep.model_dir(cid), ignore_errors=True)
+        return code
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -263,12 +317,8 @@ def run_config(sweep, manifest, cid, threads, keep_models):
 
 def summary_of(report):
     ppl = {d: v for d, v in report.items() if isinstance(v, dict) and "perplexity" in v}
-    ppl.update(report.get("perplexity", {}))
+    ppl.update(report.get("perplexity", {}) if isinstance(report.get("perplexity"), dict) else {})
     return ", ".join(f"{d} {v['perplexity']:.2f}" for d, v in sorted(ppl.items()) if "perplexity" in v)
-
-
-def threads_per_job(jobs, threads_flag):
-    return threads_flag or max(1, (os.cpu_count() or 1) // jobs)
 
 
 def run_here(sweep, manifest, todo, jobs, threads, keep_models):
@@ -280,16 +330,18 @@ def run_here(sweep, manifest, todo, jobs, threads, keep_models):
             print(f"[{k:>{width}}/{len(todo)}] {cid}: {text}", flush=True)
 
     def one(k, cid):
-        say(k, cid, f"started ({threads} thread{'s' * (threads > 1)}, log {sweep.log(cid)})")
+        say(k, cid, f"started ({plural(threads, 'thread')}, log {sweep.log(cid)})")
         start = time.monotonic()
         code = run_config(sweep, manifest, cid, threads, keep_models)
         state, detail = sweep.status(cid)
         took = f"{time.monotonic() - start:.0f} s"
-        if code == 0 and state == "done":
+        if code is None:
+            say(k, cid, "skipped: another process runs it" if state != "done" else "skipped: reported meanwhile")
+        elif state == "done":
             say(k, cid, f"done in {took}: {summary_of(detail)}")
         else:
-            say(k, cid, f"FAILED after {took} ({detail if state == 'failed' else f'exit {code}'})")
-        return code == 0
+            say(k, cid, f"FAILED after {took} ({detail})")
+        return state == "done"
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
@@ -299,25 +351,42 @@ def run_here(sweep, manifest, todo, jobs, threads, keep_models):
     return all(results)
 
 
-def sbatch_script(sweep, todo, args):
+def sbatch_script(sweep, todo, args, threads):
     lines = ["#!/bin/bash", "#SBATCH --job-name=pbllm-sweep", f"#SBATCH --array=0-{len(todo) - 1}",
-             f"#SBATCH --output={sweep.dir}/logs/slurm-%A_%a.out"]
-    for flag, value in (("partition", args.partition), ("cpus-per-task", args.cpus_per_task),
-                        ("gpus-per-task", args.gpus_per_task), ("time", args.time)):
+             f"#SBATCH --output={sweep.dir}/logs/slurm-%A_%a.out", f"#SBATCH --cpus-per-task={args.cpus_per_task or threads}"]
+    for flag, value in (("partition", args.partition), ("gpus-per-task", args.gpus_per_task), ("time", args.time)):
         if value:
             lines.append(f"#SBATCH --{flag}={value}")
+    collect = shlex.join([str(SCRIPTS / "sweep.sh"), "--collect", str(sweep.dir)])
     lines += [f"# pbllm sweep of {sweep.dir}: one configuration per array task.",
-              f"# Collect what has finished with: {SCRIPTS}/sweep.sh --collect {sweep.dir}",
+              f"# Collect what has finished with: {collect}",
               "ids=(" + " ".join(shlex.quote(c) for c in todo) + ")",
-              f"exec python3 {shlex.quote(str(SCRIPTS / 'sweep.py'))} --run-task {shlex.quote(str(sweep.dir))} "
-              '"${ids[$SLURM_ARRAY_TASK_ID]}"' + (" --keep-models" if args.keep_models else "")
-              + (f" --threads {args.threads}" if args.threads else "")]
-    return "\n".join(lines) + "\n"
+              shlex.join(["exec", "python3", str(SCRIPTS / "sweep.py"), "--run-task", str(sweep.dir)]) +
+              ' "${ids[$SLURM_ARRAY_TASK_ID]}"' + f" --threads {threads}" +
+              (" --keep-models" if args.keep_models else "")]
+    return "\n".join(lines) + "\n", collect
 
 
-def submit(sweep, todo, args):
-    script = sbatch_script(sweep, todo, args)
-    command = ["sbatch", "--parsable"] + shlex.split(args.sbatch_args or "")
+def queued_elsewhere(sweep):
+    """The configurations of this sweep's earlier submissions that are still in Slurm's queue."""
+    jobs = read_json(sweep.dir / "submissions.json", list) or []
+    if not jobs or not shutil.which("squeue"):
+        return set()
+    ids = [str(job.get("job")) for job in jobs if isinstance(job, dict)]
+    queued = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(ids)], capture_output=True, text=True)
+    alive = set(queued.stdout.split()) if queued.returncode == 0 else set()
+    return {cid for job in jobs if isinstance(job, dict) and str(job.get("job")) in alive for cid in job.get("ids", [])}
+
+
+def submit(sweep, todo, args, threads):
+    if any(c.isspace() or c == "%" for c in str(sweep.dir)):
+        fail(f"--slurm: the sweep folder {sweep.dir} has a space or '%', which sbatch directives cannot hold")
+    try:
+        extra = shlex.split(args.sbatch_args or "")
+    except ValueError as e:
+        fail(f"--sbatch-args: {e}")
+    script, collect = sbatch_script(sweep, todo, args, threads)
+    command = ["sbatch", "--parsable"] + extra
     if args.dry_run:
         print(f"# would run: {shlex.join(command)} SCRIPT, with SCRIPT:\n{script}", end="")
         return True
@@ -327,11 +396,14 @@ def submit(sweep, todo, args):
     path.write_text(script)
     done = subprocess.run(command + [str(path)], capture_output=True, text=True)
     if done.returncode != 0:
-        fail(f"sbatch failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        fail(f"sbatch failed: {((done.stderr or done.stdout).strip().splitlines() or ['no output'])[-1]}")
     job = done.stdout.strip().split(";")[0]
-    print(f"submitted job {job}: {len(todo)} array tasks, one per configuration not yet reported ({path})")
+    with locked(sweep.dir / "sweep.lock"):
+        jobs = read_json(sweep.dir / "submissions.json", list) or []
+        write_atomically(sweep.dir / "submissions.json", json.dumps(jobs + [{"job": job, "ids": todo}], indent=1))
+    print(f"submitted job {job}: {plural(len(todo), 'array task')}, one per configuration not yet reported ({path})")
     print(f"follow it: squeue -j {job}    logs: {sweep.dir}/logs/")
-    print(f"gather what has finished: {SCRIPTS}/sweep.sh --collect {sweep.dir}")
+    print(f"gather what has finished: {collect}")
     return True
 
 
@@ -339,32 +411,37 @@ def submit(sweep, todo, args):
 # Collecting
 
 
+def dict_of(value):
+    return value if isinstance(value, dict) else {}
+
+
 def csv_row(cid, config, report, record):
     """One results.csv row: every flag of the run, perplexities with standard errors, sizes, time, memory."""
     if config["tool"] == "pbllm-eval":
-        meta = report.get("meta", {})
+        meta = dict_of(report.get("meta"))
         row = {"id": cid, "kind": FULL_PRECISION}
-        row.update({k: v for k, v in meta.items() if not isinstance(v, dict)})
+        row.update({k: v for k, v in meta.items() if not isinstance(v, (dict, list))})
         perplexity = {d: v for d, v in report.items() if d != "meta"}
-        versions = meta.get("versions", {})
+        versions = dict_of(meta.get("versions"))
     else:
         row = {"id": cid, "kind": "quantize"}
-        row.update(report.get("arguments", {}))
-        perplexity = report.get("perplexity", {})
-        versions = report.get("versions", {})
-        size, totals = report.get("size", {}), report.get("totals", {})
+        row.update({k: v for k, v in dict_of(report.get("arguments")).items() if not isinstance(v, (dict, list))})
+        perplexity = dict_of(report.get("perplexity"))
+        versions = dict_of(report.get("versions"))
+        size, totals = dict_of(report.get("size")), dict_of(report.get("totals"))
         row["linear_bits_per_weight"] = size.get("linear_bits_per_weight", "")
         row["file_bits_per_weight"] = size.get("file_bits_per_weight", "")
         row["quantize_seconds"] = totals.get("seconds", "")
         row["peak_memory_gib"] = totals.get("peak_memory_gib", "")
-    row["corrections"] = config["corrections"]
+    row["corrections"] = config.get("corrections", "")
     for dataset, result in sorted(perplexity.items()):
         if isinstance(result, dict) and "perplexity" in result:
             row[f"ppl_{dataset}"] = result["perplexity"]
             row[f"stderr_{dataset}"] = result.get("stderr", "")
             row[f"windows_{dataset}"] = result.get("windows", "")
+    for key in ("threads", "host"):
+        row[key] = record.get(key, "")
     row["wall_seconds"] = record.get("seconds", "")
-    row["host"] = record.get("host", "")
     row["pbllm_version"] = versions.get("pbllm", "")
     row["torch_version"] = versions.get("torch", "")
     return row
@@ -375,9 +452,9 @@ def write_csv(path, rows):
     rest = sorted({k for row in rows for k in row} - set(first))
     ppl = [k for k in rest if k.startswith(("ppl_", "stderr_", "windows_"))]
     tail = ["linear_bits_per_weight", "file_bits_per_weight", "quantize_seconds", "peak_memory_gib", "wall_seconds",
-            "host", "pbllm_version", "torch_version"]
+            "threads", "host", "pbllm_version", "torch_version"]
     flags = [k for k in rest if k not in ppl and k not in tail]
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=first + flags + ppl + [k for k in tail if k in rest])
         writer.writeheader()
@@ -395,11 +472,16 @@ def markdown_table(rows):
         value = row.get(key, "")
         return fmt.format(value) if isinstance(value, (int, float)) else "-"
 
-    order = sorted(rows, key=lambda r: (r["kind"] != FULL_PRECISION, r.get("salient_metric", ""),
-                                        r.get("corrections", ""), float(r.get("low_frac") or 0)))
-    for row in order:
+    def order(row):
+        try:
+            frac = float(row.get("low_frac") or 0)
+        except (TypeError, ValueError):
+            frac = 0
+        return row["kind"] != FULL_PRECISION, str(row.get("salient_metric")), str(row.get("corrections")), frac
+
+    for row in sorted(rows, key=order):
         first = ["full precision", "", ""] if row["kind"] == FULL_PRECISION else [
-            row.get("salient_metric", ""), str(row.get("low_frac", "")), row.get("corrections", "")]
+            str(row.get("salient_metric", "")), str(row.get("low_frac", "")), str(row.get("corrections", ""))]
         ppl = [cell(row, f"ppl_{d}", "{:.2f}") + (f" ± {row[f'stderr_{d}']:.2f}" if isinstance(
             row.get(f"stderr_{d}"), float) else "") for d in datasets]
         lines.append("| " + " | ".join(first + ppl + [cell(row, "linear_bits_per_weight", "{:.3f}"),
@@ -414,13 +496,7 @@ def collect(sweep):
     for cid, config in manifest["configs"].items():
         state, detail = sweep.status(cid)
         if state == "done":
-            record = {}
-            if sweep.exit_record(cid).is_file():
-                try:
-                    record = json.loads(sweep.exit_record(cid).read_text())
-                except ValueError:
-                    pass
-            rows.append(csv_row(cid, config, detail, record))
+            rows.append(csv_row(cid, config, detail, read_json(sweep.exit_record(cid), dict) or {}))
         elif state == "failed":
             failed.append(f"FAILED {cid}: {detail} (log {sweep.log(cid)})")
         else:
@@ -428,7 +504,7 @@ def collect(sweep):
     if rows:
         write_csv(sweep.dir / "results.csv", rows)
         table = markdown_table(rows)
-        (sweep.dir / "results.md").write_text(table)
+        write_atomically(sweep.dir / "results.md", table)
         print(table, end="")
         try:
             plot_sweep.plot(sweep.dir / "results.csv", sweep.dir / "results.png")
@@ -438,16 +514,21 @@ def collect(sweep):
         print(f"wrote {sweep.dir / 'results.csv'}, {sweep.dir / 'results.md'}{plotted}")
     for line in failed + waiting:
         print(line)
-    print(f"{len(rows)} reported, {len(failed)} failed, {len(waiting)} not finished, of {len(manifest['configs'])}")
+    print(f"{len(rows)} reported, {len(failed)} failed, {len(waiting)} not finished, "
+          f"of {plural(len(manifest['configs']), 'configuration')}")
     return not failed
 
 
 # ---------------------------------------------------------------------------------------------------------
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        fail(f"{message} (scripts/sweep.sh --help shows the usage)")
+
+
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="scripts/sweep.sh", allow_abbrev=False, add_help=True,
-                                     usage=__doc__.split("\n\n")[1])
+    parser = OneLineParser(prog="scripts/sweep.sh", allow_abbrev=False, usage=__doc__.split("\n\n")[1])
     parser.add_argument("model", nargs="?")
     parser.add_argument("dataset", nargs="?")
     parser.add_argument("method", nargs="?")
@@ -470,37 +551,47 @@ def parse_arguments(argv):
     parser.add_argument("--collect", metavar="DIR")
     parser.add_argument("--run-task", nargs=2, metavar=("DIR", "ID"), help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
-    return parser, args, rest
+    return args, rest
 
 
-def sweep_command(args, rest):
-    if not (args.model and args.dataset and args.method):
-        fail("give MODEL DATASET METHOD (or --collect DIR); --help shows the usage")
+def sweep_command(argv, args, rest):
+    if not (args.model and args.dataset and args.method) or any(a.startswith("-") for a in argv[:3]):
+        fail("MODEL DATASET METHOD come first (or --collect DIR); scripts/sweep.sh --help shows the usage")
+    if args.method not in METHODS:
+        fail(f"METHOD '{args.method}' is not one of {', '.join(METHODS)}")
     if args.jobs < 1 or args.threads < 0 or args.gpus_per_task < 0 or args.cpus_per_task < 0:
         fail("--jobs must be >= 1; --threads, --gpus-per-task, --cpus-per-task >= 0")
-    own = sorted({f.partition("=")[0] for f in rest} & OWN_FLAGS)
+    common = normalized_flags(rest)
+    own = sorted(set(common) & OWN_FLAGS)
     if own:
-        fail(f"{', '.join(own)}: the sweep sets these for each run itself (see --help)")
-    bin_dir = Path(os.environ.get("BUILD_DIR", REPO / "build")).resolve() / "tools"
+        fail(f"{', '.join(own)}: not passed through (the sweep names each run's outputs itself; see --help)")
+    build = Path(os.environ.get("BUILD_DIR", "build"))
+    bin_dir = (build if build.is_absolute() else REPO / build).resolve() / "tools"
     if not (bin_dir / "pbllm-quantize").is_file():
         fail(f"{bin_dir / 'pbllm-quantize'} is missing: build pbllm first (scripts/setup.sh)")
-    common = absolute_paths(rest)
-    if args.gpus_per_task and not flag_values(common, {"--device"}):
+    if args.gpus_per_task and "--device" not in common:
         common += ["--device", "cuda"]
-    args.model, args.dataset = absolute_source(args.model), absolute_source(args.dataset)
+    args.model, args.dataset = absolute_model(args.model), absolute_dataset(args.dataset)
+    args.eval = ",".join(absolute_dataset(d) for d in split_list(args.eval, "--eval"))
+    # The threads per run change the numbers (README, "Thread counts change the numbers"): part of the identity.
+    threads = args.threads or (args.cpus_per_task if args.slurm else 0) or (
+        1 if args.slurm else max(1, usable_cores() // args.jobs))
     configs = build_grid(args, common)
     identity = {"model": args.model, "dataset": args.dataset, "method": args.method, "common": common,
-                "eval": args.eval}
-    sweep = Sweep(args.dir or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+                "eval": args.eval, "threads": threads}
+    sweep = Sweep(args.dir or REPO / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     manifest = sweep.merge(identity, configs, bin_dir, write=not args.dry_run)
-    todo = [cid for cid in configs if sweep.status(cid)[0] != "done"]
-    print(f"sweep {sweep.dir}: {len(configs)} configurations, {len(configs) - len(todo)} already reported, "
-          f"{len(todo)} to run")
+    states = {cid: sweep.status(cid)[0] for cid in configs}
+    elsewhere = queued_elsewhere(sweep) if args.slurm else set()
+    todo = [cid for cid, state in states.items() if state not in ("done", "running") and cid not in elsewhere]
+    busy = sum(1 for cid, state in states.items() if state == "running" or (cid in elsewhere and state != "done"))
+    print(f"sweep {sweep.dir}: {plural(len(configs), 'configuration')}, "
+          f"{sum(1 for s in states.values() if s == 'done')} already reported, "
+          + (f"{busy} running or queued elsewhere, " if busy else "") + f"{len(todo)} to run")
     if not todo:
         return args.dry_run or collect(sweep)
     if args.slurm:
-        return submit(sweep, todo, args)
-    threads = threads_per_job(args.jobs, args.threads)
+        return submit(sweep, todo, args, threads)
     if args.dry_run:
         for cid in todo:
             print(shlex.join(command_of(sweep, manifest, cid, threads)))
@@ -509,25 +600,33 @@ def sweep_command(args, rest):
     return collect(sweep) and ok
 
 
+def run_task(args):
+    sweep = Sweep(args.run_task[0])
+    manifest = sweep.load()
+    if args.run_task[1] not in manifest["configs"]:
+        fail(f"{args.run_task[1]}: no such configuration in {sweep.manifest_path}")
+    # Slurm's SIGTERM (time limit, scancel) reaches pbllm-quantize too, which keeps its finished layers and
+    # exits; this process waits for it so that the exit is recorded.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    threads = args.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0) or 1
+    code = run_config(sweep, manifest, args.run_task[1], threads, args.keep_models)
+    return 0 if code is None else code
+
+
 def main(argv):
-    parser, args, rest = parse_arguments(argv)
     try:
+        args, rest = parse_arguments(argv)
         if args.run_task:
-            sweep = Sweep(args.run_task[0])
-            manifest = sweep.load()
-            if args.run_task[1] not in manifest["configs"]:
-                fail(f"{args.run_task[1]}: no such configuration in {sweep.manifest_path}")
-            threads = args.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
-            # Slurm's SIGTERM (time limit, scancel) reaches pbllm-quantize too, which keeps its finished
-            # layers and exits; this process waits for it so that the exit is recorded.
-            signal.signal(signal.SIGTERM, lambda *_: None)
-            return run_config(sweep, manifest, args.run_task[1], threads, args.keep_models)
+            return run_task(args)
         if args.collect:
             if rest or args.model:
-                fail(f"--collect DIR takes no other arguments (got {shlex.join((args.model and [args.model] or []) + rest)})")
+                fail("--collect DIR takes no other arguments")
             return 0 if collect(Sweep(args.collect)) else 1
-        return 0 if sweep_command(args, rest) else 1
+        return 0 if sweep_command(argv, args, rest) else 1
     except SweepError as e:
+        print(f"sweep: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

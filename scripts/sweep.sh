@@ -4,7 +4,5 @@
 #   scripts/sweep.sh MODEL DATASET METHOD --low_frac 0.5,0.8,0.9,0.95 --salient_metric magnitude,hessian \
 #                    [--corrections each] [--eval wikitext2,ptb] [--jobs N] [--slurm ...] [pbllm-quantize flags]
 #   scripts/sweep.sh --collect DIR
-set -euo pipefail
-here=$(dirname "$0")
-[[ -x "${BUILD_DIR:-$here/../build}/tools/pbllm-quantize" ]] || "$here/setup.sh"
-exec python3 "$here/sweep.py" "$@"
+# The tools come from $BUILD_DIR (default build/, relative to the repository); scripts/setup.sh builds them.
+exec python3 "$(dirname "$0")/sweep.py" "$@"

@@ -12,6 +12,7 @@
 #include "pbllm/io/checkpoint.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/quant/layer_driver.h"
+#include "pbllm/report/profile.h"
 #include "test_support.h"
 
 namespace pbllm {
@@ -37,8 +38,21 @@ TEST_P(QuantizeStories260K, MatchesTheReferenceRun) {
   options.high_bit = 8;
   options.percdamp = 0.01;
   options.inverse_factor = inverse_factor;
+  report::Profile& profile = report::run_profile();
+  profile.reset();
   const auto reports = quant::quantize_layers(*model, windows, options, quant::LinearSelection{});
   ASSERT_EQ(reports.size(), 35u);
+  // The profile's FLOPs, counted by hand from the checkpoint's shapes (5 layers of hidden 64, MLP 172,
+  // 45440 weights per layer; 32 x 512 tokens): a Hessian for q/k/v, o, gate/up (64 columns) and down (172).
+  const double tokens = 32 * 512;
+  EXPECT_DOUBLE_EQ(profile.flops(report::Phase::hessian), 5 * 2 * tokens * (3 * 64 * 64 + 172 * 172));
+  EXPECT_DOUBLE_EQ(profile.flops(report::Phase::factorisation),
+                   5 * (3 * std::pow(64, 3) + std::pow(172, 3)) *
+                       (inverse_factor == quant::InverseFactor::reference ? 5.0 / 3.0 : 1.0));
+  // Two passes per layer: 2 FLOPs per weight and token, and the causal attention's 2 x 512^2 x 64 per window.
+  EXPECT_DOUBLE_EQ(profile.flops(report::Phase::forward), 5 * 2 * (2 * tokens * 45440 + 2 * 32 * 512.0 * 512 * 64));
+  for (const report::Phase phase : {report::Phase::mask, report::Phase::column_loop, report::Phase::trailing_gemms})
+    EXPECT_GT(profile.seconds(phase), 0) << report::phase_name(phase);
   EXPECT_EQ(reports[0].name, "self_attn.q_proj");
   EXPECT_NEAR(reports[0].loss, 12884.26, 0.005 * 12884.26);
   // Pinned from pbllm's own run of this configuration (the run whose layer 0

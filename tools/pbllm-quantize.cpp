@@ -21,6 +21,7 @@
 #include "pbllm/quant/layer_driver.h"
 #include "pbllm/quant/run_plan.h"
 #include "pbllm/quant/run_state.h"
+#include "pbllm/report/profile.h"
 #include "tool_main.h"
 
 namespace {
@@ -153,9 +154,11 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
   shape.seqlen = run.seqlen;
   shape.selection = a.selection;
   shape.blocksize = a.gptq.blocksize;
+  shape.inverse_factor = a.gptq.inverse_factor;
   shape.packed = a.format == "pb";
   shape.eval_seqlen = evaluate ? run.seqlen : 0;
   const auto plan = pbllm::quant::plan_run(model, shape);
+  pbllm::report::run_profile().set_gemm_rate(plan.gemm_flops_per_second);  // the floors' rate
   std::printf("%s", plan.format().c_str());
   std::fflush(stdout);
   for (const auto& memory : plan.memories)
@@ -216,8 +219,11 @@ void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const p
 nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm::io::Checkpoint& checkpoint,
                                  pbllm::model::DecoderModel& model, const pbllm::tokenizer::Tokenizer& tokenizer,
                                  pbllm::quant::RunState* state) {
-  const auto windows =
-      pbllm::data::calibration_windows(run.dataset, tokenizer, run.data_dir, a.nsamples, a.seed, run.seqlen);
+  std::vector<std::vector<int32_t>> windows;
+  {
+    const pbllm::report::Profile::Scope timed(pbllm::report::run_profile(), pbllm::report::Phase::data);
+    windows = pbllm::data::calibration_windows(run.dataset, tokenizer, run.data_dir, a.nsamples, a.seed, run.seqlen);
+  }
   pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", run.seqlen, " tokens from ",
                            run.calibration_file.string(), " (seed ", a.seed, ")"));
 
@@ -249,6 +255,7 @@ nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm
   // Saved before --eval, so a failing evaluation cannot throw the quantization away.
   if (a.save_given) {
     pbllm::io::check_output_folder(run.save_dir, checkpoint.dir(), a.overwrite, "--save");  // again: an hour has passed
+    const pbllm::report::Profile::Scope timed(pbllm::report::run_profile(), pbllm::report::Phase::save);
     save_model(a, checkpoint, model, packed, run.save_dir, report);
   }
   return report;
@@ -281,6 +288,9 @@ int main(int argc, char** argv) {
     for (const std::string& name : eval_datasets) pbllm::data::Dataset::parse(name);
 
     run.start = std::chrono::steady_clock::now();
+    auto& profile = pbllm::report::run_profile();
+    std::optional<pbllm::report::Profile::Scope> loading;
+    loading.emplace(profile, pbllm::report::Phase::load);
     const auto checkpoint = pbllm::io::Checkpoint::open(a.model);
     // The destination is checked before any work: a bad --save fails now, not after an hour.
     run.save_dir = a.save.empty() ? default_save_dir(a) : a.save;
@@ -296,13 +306,19 @@ int main(int argc, char** argv) {
                 " is a packed PB checkpoint: quantize the original model");
     pbllm::quant::require_selected_linears(*model, a.selection);
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
+    loading.reset();
+    if (model->device().is_cuda())  // the GPU's queued work counted in the phase that queued it
+      profile.set_synchronizer([device = model->device()] { pbllm::model::synchronize(device); });
     run.seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
     PBLLM_CHECK(run.seqlen <= model->config().max_position_embeddings, "--seqlen ", run.seqlen,
                 " exceeds the model's ", model->config().max_position_embeddings, " positions");
     // Before hashing the model's files (minutes at 70B) and before --restart discards anything.
     check_plan(a, run, *model, !eval_datasets.empty());
     if (a.dry_run) return;
-    run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
+    {
+      const pbllm::report::Profile::Scope timed(profile, pbllm::report::Phase::data);
+      run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
+    }
     // The state folder: one the user must deal with stops the run; one that cannot be made only loses the resume.
     std::optional<pbllm::quant::RunState> kept;
     try {
@@ -331,11 +347,17 @@ int main(int argc, char** argv) {
       options.data_dir = run.data_dir;
       options.seqlen = run.seqlen;
       options.max_windows = a.max_windows;
-      results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
+      {
+        const pbllm::report::Profile::Scope timed(profile, pbllm::report::Phase::evaluation);
+        results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
+      }
       std::printf("%s", pbllm::eval::format_results(results, run.seqlen).c_str());
       report["perplexity"] = pbllm::eval::results_json(results);
-      if (a.save_given) write_report(run.save_dir / "report.json", report);
     }
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
+    report["profile"] = profile.to_json(wall);
+    std::printf("%s", profile.line(wall).c_str());
+    if (a.save_given) write_report(run.save_dir / "report.json", report);
     if (!a.json.empty())
       write_report(a.json, report);
     if (state) state->remove();  // the run is complete

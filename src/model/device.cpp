@@ -1,6 +1,7 @@
 #include "pbllm/model/device.h"
 
 #include <ATen/Context.h>
+#include <ATen/DeviceAccelerator.h>
 #include <ATen/ops/empty.h>
 
 #include <sys/resource.h>
@@ -89,6 +90,10 @@ int64_t available_memory_bytes(const at::Device& device) {
   while (meminfo >> key >> kib >> unit)
     if (key == "MemAvailable:") return kib * 1024;
   return device_memory_bytes(device);  // an old kernel without the field: physical memory
+}
+
+void synchronize(const at::Device& device) {
+  if (!device.is_cpu()) at::accelerator::synchronizeDevice(device.index());
 }
 
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {

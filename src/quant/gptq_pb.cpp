@@ -19,11 +19,13 @@
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "pbllm/core/check.h"
 #include "gptq_pb_block.h"
 #include "pbllm/report/logging.h"
+#include "pbllm/report/profile.h"
 
 #ifdef PBLLM_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -36,6 +38,11 @@ InverseFactor inverse_factor_from_name(const std::string& name) {
   if (name == "reference") return InverseFactor::reference;
   PBLLM_CHECK(name == "one-cholesky", "--inverse-factor '", name, "' is not reference or one-cholesky");
   return InverseFactor::one_cholesky;
+}
+
+double factorisation_flops(int64_t columns, InverseFactor how) {
+  const double cube = std::pow(static_cast<double>(columns), 3);
+  return (how == InverseFactor::reference ? 5.0 / 3.0 : 1.0) * cube;
 }
 
 SalientMetric salient_metric_from_name(const std::string& name) {
@@ -180,6 +187,7 @@ at::Tensor kth_smallest_score(const at::Tensor& scores, int64_t k) {
 
 at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetric metric, double low_frac,
                           int64_t groupsize) {
+  const report::Profile::Scope timed(report::run_profile(), report::Phase::mask);
   const int64_t columns = W.size(1);
   const int64_t group_columns = groupsize > 0 ? groupsize : columns;
   at::Tensor mask = at::empty(W.sizes(), W.options().dtype(at::kBool));
@@ -206,6 +214,8 @@ at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetri
 HessianFactor factor_hessian(const at::Tensor& hessian, const GptqPbOptions& options, const std::string& name) {
   PBLLM_CHECK(hessian.dim() == 2 && hessian.size(0) == hessian.size(1), name, ": the Hessian ", hessian.sizes(),
               " is not square");
+  const report::Profile::Scope timed(report::run_profile(), report::Phase::factorisation,
+                                     factorisation_flops(hessian.size(0), options.inverse_factor));
   at::Tensor H = hessian.to(at::kFloat).contiguous().clone();
   PBLLM_CHECK(all_finite(H), name, ": the Hessian has NaN or Inf values (activations overflowed?)");
   H.diagonal().masked_fill_(H.diagonal() == 0, 1.0);  // dead columns
@@ -262,9 +272,16 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
     const kernels::BlockProblem problem{W.data_ptr<float>(), result.binarized.data_ptr<bool>(), U.data_ptr<float>(),
                                         rows, columns, first, n, high_params, low.params(first / groupsize),
                                         !options.disable_gptq, errors.data_ptr<float>(), row_loss.data_ptr<double>()};
-    run_block(problem, options.column_loop, W.device());
+    {
+      // Column j's error reaches the n-1-j block columns right of it: 2 rows (n-1-j) FLOPs, rows n(n-1) in all.
+      const report::Profile::Scope timed(report::run_profile(), report::Phase::column_loop,
+                                         static_cast<double>(rows) * static_cast<double>(n * (n - 1)));
+      run_block(problem, options.column_loop, W.device());
+    }
     const int64_t right = columns - first - n;
     if (options.disable_gptq || right == 0) continue;
+    const report::Profile::Scope timed(report::run_profile(), report::Phase::trailing_gemms,
+                                       2.0 * static_cast<double>(rows * n) * static_cast<double>(right));
     // The columns right of the block take the block's errors in one product.
     W.narrow(1, first + n, right).addmm_(errors, U.narrow(0, first, n).narrow(1, first + n, right), 1.0, -1.0);
   }

@@ -12,8 +12,10 @@
 #include "pbllm/core/check.h"
 #include "pbllm/core/interrupt.h"
 #include "pbllm/quant/hessian.h"
+#include "pbllm/quant/run_plan.h"
 #include "pbllm/quant/run_state.h"
 #include "pbllm/report/logging.h"
+#include "pbllm/report/profile.h"
 #include "pbllm/report/progress.h"
 
 namespace pbllm::quant {
@@ -54,6 +56,9 @@ class HessianObserver : public model::LinearInputObserver {
       if (accumulator == last_accumulator_) return;  // already added for this forward
     }
     if (!accumulator) accumulator = std::make_shared<HessianAccumulator>(input.size(-1), input.device());
+    const double columns = static_cast<double>(input.size(-1));
+    const report::Profile::Scope timed(report::run_profile(), report::Phase::hessian,
+                                       2 * static_cast<double>(input.numel()) * columns);
     accumulator->add(input);
     last_input_ = input;
     last_accumulator_ = accumulator;
@@ -81,6 +86,8 @@ class HessianObserver : public model::LinearInputObserver {
 // hold the layer's outputs twice: 2 GB more at LLaMA-7B, nsamples 128).
 at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::Tensor& inputs,
                      HessianObserver* observer) {
+  const report::Profile::Scope timed(report::run_profile(), report::Phase::forward,
+                                     layer_forward_flops(model, index, inputs.size(0), inputs.size(1)));
   at::Tensor outputs = at::empty_like(inputs);
   for (int64_t sample = 0; sample < inputs.size(0); ++sample) {
     check_interrupted();
@@ -209,7 +216,11 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
   for (const auto& window : calibration_windows) flat.insert(flat.end(), window.begin(), window.end());
   const at::Tensor ids = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
                              .view({static_cast<int64_t>(calibration_windows.size()), -1});
-  at::Tensor hidden = model.embed(ids);
+  at::Tensor hidden;
+  {
+    const report::Profile::Scope timed(report::run_profile(), report::Phase::forward);
+    hidden = model.embed(ids);
+  }
 
   const int64_t kept_layers = state ? state->finished_layers() : 0;
   PBLLM_CHECK(kept_layers <= model.num_layers(), state ? state->dir().string() : "", " holds ", kept_layers,

@@ -57,8 +57,8 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
     }
     if (!any_selected) continue;
     const int64_t c = model.weight(model.linear_weight_name(layer, group[0])).size(1);
-    // Three Cholesky-sized factorisations, once per Hessian (its Linears share U).
-    needs.gptq_flops += 5.0 / 3.0 * std::pow(static_cast<double>(c), 3);
+    // Once per Hessian (its Linears share U).
+    needs.gptq_flops += factorisation_flops(c, shape.inverse_factor);
     needs.hessian_bytes += 4 * c * c;
     needs.widest_input = std::max(needs.widest_input, c);
     needs.hessian_flops += 2 * tokens * static_cast<double>(c) * static_cast<double>(c);
@@ -72,6 +72,19 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
     }
   return needs;
 }
+
+}  // namespace
+
+double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int64_t windows, int64_t seqlen) {
+  RunShape shape;
+  shape.windows = windows;
+  shape.seqlen = seqlen;
+  const double n = static_cast<double>(windows), length = static_cast<double>(seqlen);
+  return 2 * n * length * static_cast<double>(layer_needs(model, layer, shape).weight_numel) +
+         2 * n * length * length * static_cast<double>(model.config().hidden_size);
+}
+
+namespace {
 
 std::string gib(int64_t bytes) {
   char text[32];
@@ -139,9 +152,7 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
     // Forward passes: with the original weights (Hessians) and the quantized ones. (A resumed run
     // does less: the plan comes before the state folder is read.)
     const bool quantized_now = needs.selected_weights > 0;
-    const double forward = 2 * tokens * static_cast<double>(needs.weight_numel) +
-                           2 * n * length * length * static_cast<double>(config.hidden_size);
-    plan.flops += forward * (quantized_now ? 2 : 1);
+    plan.flops += layer_forward_flops(model, layer, shape.windows, shape.seqlen) * (quantized_now ? 2 : 1);
     if (quantized_now) plan.flops += needs.hessian_flops + needs.gptq_flops;
   }
 

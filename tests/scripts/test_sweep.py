@@ -147,7 +147,12 @@ class LocalSweep(Scratch):
 
     def test_bad_arguments_are_one_line_errors(self):
         folder = str(self.tmp / "bad")
-        self.assertOneLineError(sweep(*GRID, "--dir", folder, "--save", "x"), "the sweep sets these")
+        self.assertOneLineError(sweep(*GRID, "--dir", folder, "--save", "x"), "not passed through")
+        self.assertOneLineError(sweep(*GRID, "--dir", folder, "--save=x"), "not passed through")
+        self.assertOneLineError(sweep("--nsamples", "8", *GRID, "--dir", folder), "MODEL DATASET METHOD come first")
+        self.assertOneLineError(sweep(GRID[0], "ptb", "xnr", "--dir", folder), "METHOD 'xnr'")
+        self.assertOneLineError(sweep(*GRID, "--dir", folder, "--jobs", "x"), "invalid int value")
+        self.assertOneLineError(sweep(*GRID, "--dir", str(REPO)), "has no sweep.json")  # never adopted
         self.assertOneLineError(sweep(*GRID, "--dir", folder, "--corrections", "zero-point-per-row"),
                                 "does not change xnor")
         self.assertOneLineError(sweep(*GRID, "--dir", folder, "--corrections", "fast"), "unknown correction")
@@ -202,7 +207,8 @@ class Plot(Scratch):
                 ("columns", "id,kind,low_frac\na,quantize,0.5\n", "missing columns"),
                 ("short", self.HEADER + "a,quantize,0.5\n", "columns expected"),
                 ("kind", self.HEADER + "a,other,0.5,hessian,none,12,25,5\n", "kind 'other'"),
-                ("empty", "", "no rows")):
+                ("empty", "", "no rows"),
+                ("negative", self.HEADER + "a,quantize,0.5,hessian,none,-3,25,5\n", "not a perplexity")):
             done = self.plot(text, name)
             self.assertEqual(done.returncode, 2, name)
             self.assertEqual(len(done.stderr.strip().splitlines()), 1, done.stderr)
@@ -247,6 +253,11 @@ class SlurmSweep(Scratch):
         self.assertEqual(submitted.returncode, 0, submitted.stdout + submitted.stderr)
         self.assertIn("5 array tasks", submitted.stdout)
         job = submitted.stdout.split("submitted job ")[1].split(":")[0]
+        # submitted again at once: what is queued or running is not submitted twice
+        twice = sweep(*GRID, "--dir", str(folder), "--slurm", "--cpus-per-task", "1", env=self.env)
+        self.assertEqual(twice.returncode, 0, twice.stdout + twice.stderr)
+        self.assertIn(" 0 to run", twice.stdout)
+        self.assertNotIn("submitted", twice.stdout)
         self.wait_for(job)
         collected = sweep("--collect", str(folder))
         self.assertEqual(collected.returncode, 0, collected.stdout + collected.stderr)

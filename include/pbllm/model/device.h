@@ -32,6 +32,9 @@ int64_t resident_memory_bytes();
 // What a run may still take: the host's MemAvailable (/proc/meminfo), or a GPU's free memory.
 int64_t available_memory_bytes(const at::Device& device);
 
+// Waits for the work queued on `device` (nothing to wait for on the CPU).
+void synchronize(const at::Device& device);
+
 // `host` on `device` in `dtype`. A host tensor bound for a narrower dtype on a
 // GPU (float32 -> fp16) is copied as it is and converted there by Torch.
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype);

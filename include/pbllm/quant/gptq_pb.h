@@ -34,6 +34,10 @@ enum class InverseFactor {
   one_cholesky,
 };
 InverseFactor inverse_factor_from_name(const std::string& name);  // "reference", "one-cholesky"
+// The FLOPs of making U for a Hessian of side `columns`: 5/3 n^3 for the
+// reference's three factorisations, n^3 for one Cholesky and the recursive
+// triangular inverse.
+double factorisation_flops(int64_t columns, InverseFactor how);
 
 struct GptqPbOptions {
   LowBitQuantizer::Options low;

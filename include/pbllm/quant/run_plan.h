@@ -17,6 +17,7 @@ struct RunShape {
   int64_t windows = 0, seqlen = 0;  // calibration
   LinearSelection selection;
   int64_t blocksize = 128;
+  InverseFactor inverse_factor = InverseFactor::reference;
   bool packed = false;              // --format pb: the packed Linears are held too
   int64_t eval_seqlen = 0;          // 0: no evaluation after quantizing
 };
@@ -49,6 +50,10 @@ struct RunPlan {
 // The plan of quantizing `model` (loaded, nothing computed yet) with `shape`,
 // measured against this moment's resident set and available memory.
 RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape);
+
+// The FLOPs of one pass of `windows` sequences of `seqlen` through layer
+// `layer`: 2 per weight per token, plus the causal attention's products.
+double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int64_t windows, int64_t seqlen);
 
 // A few GEMMs of `size` on `device`: FLOP/s with the current threads.
 double measure_gemm_rate(const at::Device& device, int64_t size = 1024);
