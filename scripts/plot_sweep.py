@@ -80,6 +80,11 @@ def plot(csv_path, png_path, title=None):
     columns = 2 if with_bits else 1
     figure, axes = plt.subplots(len(datasets), columns, squeeze=False, dpi=DPI,
                                 figsize=(columns * PANEL_WIDTH / DPI, len(datasets) * PANEL_HEIGHT / DPI))
+    # A colour per salient metric, a line style (and marker) per correction: the corrections of one metric
+    # read as variations of its line.
+    metrics = sorted({metric for metric, _ in curves})
+    corrections_seen = sorted({c for _, c in curves}, key=lambda c: (c not in ("", "none"), c))
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v")]
     for row, dataset in enumerate(datasets):
         for column in range(columns):
             ax = axes[row][column]
@@ -88,7 +93,9 @@ def plot(csv_path, png_path, title=None):
                       if dataset in ppl and (bits is not None or not column)]
                 if xy:
                     label = metric + ("" if corrections in ("", "none") else f" + {corrections}")
-                    ax.plot(*zip(*xy), marker="o", label=label)
+                    line, marker = styles[corrections_seen.index(corrections) % len(styles)]
+                    ax.plot(*zip(*xy), color=f"C{metrics.index(metric)}", linestyle=line, marker=marker,
+                            label=label)
             if dataset in full:
                 ax.axhline(full[dataset], color="black", linestyle="--", label=f"full precision {full[dataset]:.2f}")
             ax.set_yscale("log")

@@ -507,7 +507,10 @@ def collect(sweep):
         write_atomically(sweep.dir / "results.md", table)
         print(table, end="")
         try:
-            plot_sweep.plot(sweep.dir / "results.csv", sweep.dir / "results.png")
+            identity = manifest["identity"]
+            title = f"{Path(str(identity.get('model'))).name}: {identity.get('method')}, calibration " \
+                    f"{Path(str(identity.get('dataset'))).name} {' '.join(map(str, identity.get('common', [])))}"
+            plot_sweep.plot(sweep.dir / "results.csv", sweep.dir / "results.png", title[:120])
             plotted = f", {sweep.dir / 'results.png'}"
         except plot_sweep.PlotError as e:
             plotted = f" (no plot: {e})"

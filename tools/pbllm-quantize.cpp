@@ -158,7 +158,11 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
   shape.packed = a.format == "pb";
   shape.eval_seqlen = evaluate ? run.seqlen : 0;
   const auto plan = pbllm::quant::plan_run(model, shape);
-  pbllm::report::run_profile().set_gemm_rate(plan.gemm_flops_per_second);  // the floors' rate
+  // The floors' rates: float32 for GPTQ-PB, the compute dtype's for the forward and the Hessians.
+  const bool float32 = model.compute_dtype() == at::kFloat;
+  pbllm::report::run_profile().set_gemm_rates(
+      plan.gemm_flops_per_second,
+      float32 ? plan.gemm_flops_per_second : pbllm::quant::measure_gemm_rate(model.device(), 1024, model.compute_dtype()));
   std::printf("%s", plan.format().c_str());
   std::fflush(stdout);
   for (const auto& memory : plan.memories)
@@ -221,7 +225,7 @@ nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm
                                  pbllm::quant::RunState* state) {
   std::vector<std::vector<int32_t>> windows;
   {
-    const pbllm::report::Profile::Scope timed(pbllm::report::run_profile(), pbllm::report::Phase::data);
+    const auto timed = pbllm::report::timed(pbllm::report::Phase::data);
     windows = pbllm::data::calibration_windows(run.dataset, tokenizer, run.data_dir, a.nsamples, a.seed, run.seqlen);
   }
   pbllm::log::info(str_cat("calibration: ", windows.size(), " windows of ", run.seqlen, " tokens from ",
@@ -255,7 +259,7 @@ nlohmann::json quantize_and_save(const Arguments& a, const Run& run, const pbllm
   // Saved before --eval, so a failing evaluation cannot throw the quantization away.
   if (a.save_given) {
     pbllm::io::check_output_folder(run.save_dir, checkpoint.dir(), a.overwrite, "--save");  // again: an hour has passed
-    const pbllm::report::Profile::Scope timed(pbllm::report::run_profile(), pbllm::report::Phase::save);
+    const auto timed = pbllm::report::timed(pbllm::report::Phase::save);
     save_model(a, checkpoint, model, packed, run.save_dir, report);
   }
   return report;
@@ -289,6 +293,8 @@ int main(int argc, char** argv) {
 
     run.start = std::chrono::steady_clock::now();
     auto& profile = pbllm::report::run_profile();
+    if (const at::Device device = pbllm::model::parse_device(a.device.device); device.is_cuda())
+      profile.set_synchronizer([device] { pbllm::model::synchronize(device); });  // a GPU's work in its own phase
     std::optional<pbllm::report::Profile::Scope> loading;
     loading.emplace(profile, pbllm::report::Phase::load);
     const auto checkpoint = pbllm::io::Checkpoint::open(a.model);
@@ -307,8 +313,6 @@ int main(int argc, char** argv) {
     pbllm::quant::require_selected_linears(*model, a.selection);
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     loading.reset();
-    if (model->device().is_cuda())  // the GPU's queued work counted in the phase that queued it
-      profile.set_synchronizer([device = model->device()] { pbllm::model::synchronize(device); });
     run.seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());
     PBLLM_CHECK(run.seqlen <= model->config().max_position_embeddings, "--seqlen ", run.seqlen,
                 " exceeds the model's ", model->config().max_position_embeddings, " positions");
@@ -316,7 +320,7 @@ int main(int argc, char** argv) {
     check_plan(a, run, *model, !eval_datasets.empty());
     if (a.dry_run) return;
     {
-      const pbllm::report::Profile::Scope timed(profile, pbllm::report::Phase::data);
+      const auto timed = pbllm::report::timed(pbllm::report::Phase::data);
       run.calibration_sha256 = pbllm::io::sha256_file(run.calibration_file);
     }
     // The state folder: one the user must deal with stops the run; one that cannot be made only loses the resume.
@@ -348,7 +352,7 @@ int main(int argc, char** argv) {
       options.seqlen = run.seqlen;
       options.max_windows = a.max_windows;
       {
-        const pbllm::report::Profile::Scope timed(profile, pbllm::report::Phase::evaluation);
+        const auto timed = pbllm::report::timed(pbllm::report::Phase::evaluation);
         results = pbllm::eval::evaluate_datasets(*model, *tokenizer, options);
       }
       std::printf("%s", pbllm::eval::format_results(results, run.seqlen).c_str());

@@ -93,7 +93,8 @@ int64_t available_memory_bytes(const at::Device& device) {
 }
 
 void synchronize(const at::Device& device) {
-  if (!device.is_cpu()) at::accelerator::synchronizeDevice(device.index());
+  // "cuda" without an index is the current device.
+  if (!device.is_cpu()) at::accelerator::synchronizeDevice(device.has_index() ? device.index() : at::accelerator::getDeviceIndex());
 }
 
 at::Tensor to_compute(const at::Tensor& host, const at::Device& device, at::ScalarType dtype) {

@@ -40,9 +40,31 @@ InverseFactor inverse_factor_from_name(const std::string& name) {
   return InverseFactor::one_cholesky;
 }
 
-double factorisation_flops(int64_t columns, InverseFactor how) {
-  const double cube = std::pow(static_cast<double>(columns), 3);
-  return (how == InverseFactor::reference ? 5.0 / 3.0 : 1.0) * cube;
+namespace {
+// Below this, LAPACK's triangular solve inverts as fast as more levels of halving.
+constexpr int64_t kDirectInverse = 512;
+}  // namespace
+
+double triangular_inverse_flops(int64_t n) {
+  const double size = static_cast<double>(n);
+  if (n <= kDirectInverse) return size * size * size;
+  const int64_t h = n / 2;
+  return triangular_inverse_flops(h) + triangular_inverse_flops(n - h) +
+         2.0 * static_cast<double>(n - h) * static_cast<double>(h) * size;
+}
+
+double factorisation_flops(int64_t n, InverseFactor how) {
+  const double cholesky = std::pow(static_cast<double>(n), 3) / 3;
+  if (how == InverseFactor::one_cholesky) return cholesky + triangular_inverse_flops(n);
+  return cholesky + 2 * cholesky + cholesky;
+}
+
+double column_loop_flops(int64_t rows, int64_t width) {
+  return static_cast<double>(rows) * static_cast<double>(width) * static_cast<double>(width - 1);
+}
+
+double trailing_gemm_flops(int64_t rows, int64_t width, int64_t right) {
+  return 2.0 * static_cast<double>(rows) * static_cast<double>(width) * static_cast<double>(right);
 }
 
 SalientMetric salient_metric_from_name(const std::string& name) {
@@ -139,9 +161,7 @@ at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const st
 at::Tensor lower_triangular_inverse(const at::Tensor& L) {
   PBLLM_CHECK(L.dim() == 2 && L.size(0) == L.size(1), "lower_triangular_inverse: not square: ", L.sizes());
   const int64_t n = L.size(0);
-  // Below this, LAPACK's triangular solve is as fast as more levels.
-  constexpr int64_t kDirect = 512;
-  if (n <= kDirect)
+  if (n <= kDirectInverse)
     return at::linalg_solve_triangular(L, at::eye(n, L.options()), /*upper=*/false);
   // [[A, 0], [B, C]]^-1 = [[A^-1, 0], [-C^-1 B A^-1, C^-1]]
   const int64_t h = n / 2;
@@ -187,7 +207,7 @@ at::Tensor kth_smallest_score(const at::Tensor& scores, int64_t k) {
 
 at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetric metric, double low_frac,
                           int64_t groupsize) {
-  const report::Profile::Scope timed(report::run_profile(), report::Phase::mask);
+  const auto timed = report::timed(report::Phase::mask);
   const int64_t columns = W.size(1);
   const int64_t group_columns = groupsize > 0 ? groupsize : columns;
   at::Tensor mask = at::empty(W.sizes(), W.options().dtype(at::kBool));
@@ -214,14 +234,16 @@ at::Tensor binarized_mask(const at::Tensor& W, const at::Tensor& U, SalientMetri
 HessianFactor factor_hessian(const at::Tensor& hessian, const GptqPbOptions& options, const std::string& name) {
   PBLLM_CHECK(hessian.dim() == 2 && hessian.size(0) == hessian.size(1), name, ": the Hessian ", hessian.sizes(),
               " is not square");
-  const report::Profile::Scope timed(report::run_profile(), report::Phase::factorisation,
-                                     factorisation_flops(hessian.size(0), options.inverse_factor));
+  auto timed = report::timed(report::Phase::factorisation);
   at::Tensor H = hessian.to(at::kFloat).contiguous().clone();
   PBLLM_CHECK(all_finite(H), name, ": the Hessian has NaN or Inf values (activations overflowed?)");
   H.diagonal().masked_fill_(H.diagonal() == 0, 1.0);  // dead columns
   HessianFactor factor;
   factor.upper = inverse_hessian_factor(H, options.percdamp, name, &factor.percdamp_used, &factor.damping_retries,
                                         options.inverse_factor);
+  // A retry follows a Cholesky that failed: counted as one more Cholesky.
+  const double n = static_cast<double>(H.size(0));
+  timed.add_flops(factorisation_flops(H.size(0), options.inverse_factor) + factor.damping_retries * n * n * n / 3);
   return factor;
 }
 
@@ -273,15 +295,13 @@ GptqPbResult gptq_pb_quantize(const at::Tensor& weight, const at::Tensor& hessia
                                         rows, columns, first, n, high_params, low.params(first / groupsize),
                                         !options.disable_gptq, errors.data_ptr<float>(), row_loss.data_ptr<double>()};
     {
-      // Column j's error reaches the n-1-j block columns right of it: 2 rows (n-1-j) FLOPs, rows n(n-1) in all.
-      const report::Profile::Scope timed(report::run_profile(), report::Phase::column_loop,
-                                         static_cast<double>(rows) * static_cast<double>(n * (n - 1)));
+      const auto timed =
+          report::timed(report::Phase::column_loop, options.disable_gptq ? 0 : column_loop_flops(rows, n));
       run_block(problem, options.column_loop, W.device());
     }
     const int64_t right = columns - first - n;
     if (options.disable_gptq || right == 0) continue;
-    const report::Profile::Scope timed(report::run_profile(), report::Phase::trailing_gemms,
-                                       2.0 * static_cast<double>(rows * n) * static_cast<double>(right));
+    const auto timed = report::timed(report::Phase::trailing_gemms, trailing_gemm_flops(rows, n, right));
     // The columns right of the block take the block's errors in one product.
     W.narrow(1, first + n, right).addmm_(errors, U.narrow(0, first, n).narrow(1, first + n, right), 1.0, -1.0);
   }

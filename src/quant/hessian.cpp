@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "pbllm/core/check.h"
+#include "pbllm/report/profile.h"
 
 #ifdef PBLLM_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -42,6 +43,10 @@ void update_on_gpu(at::Tensor& hessian, const at::Tensor& rows, double keep, dou
 HessianAccumulator::HessianAccumulator(int64_t columns, const at::Device& device)
     : hessian_(at::zeros({columns, columns}, at::TensorOptions().dtype(at::kFloat).device(device))) {}
 
+double hessian_update_flops(double rows, int64_t columns) {
+  return 2 * rows * static_cast<double>(columns) * static_cast<double>(columns);
+}
+
 void HessianAccumulator::add(const at::Tensor& input) {
   const at::Tensor batch = input.dim() == 2 ? input.unsqueeze(0) : input;
   PBLLM_CHECK(batch.dim() == 3 && batch.size(2) == hessian_.size(0), "Hessian input of shape ", input.sizes(),
@@ -50,6 +55,8 @@ void HessianAccumulator::add(const at::Tensor& input) {
   const double keep = static_cast<double>(sequences_) / static_cast<double>(sequences_ + added);
   sequences_ += added;
   const at::Tensor rows = batch.reshape({-1, batch.size(2)});
+  const auto timed =
+      report::timed(report::Phase::hessian, hessian_update_flops(static_cast<double>(rows.size(0)), rows.size(1)));
 #ifdef PBLLM_WITH_CUDA
   if (hessian_.is_cuda()) {
     // The GPU rounds (2/n) X^T X once instead of scaling X first: within float rounding of the reference.

@@ -56,9 +56,6 @@ class HessianObserver : public model::LinearInputObserver {
       if (accumulator == last_accumulator_) return;  // already added for this forward
     }
     if (!accumulator) accumulator = std::make_shared<HessianAccumulator>(input.size(-1), input.device());
-    const double columns = static_cast<double>(input.size(-1));
-    const report::Profile::Scope timed(report::run_profile(), report::Phase::hessian,
-                                       2 * static_cast<double>(input.numel()) * columns);
     accumulator->add(input);
     last_input_ = input;
     last_accumulator_ = accumulator;
@@ -86,8 +83,7 @@ class HessianObserver : public model::LinearInputObserver {
 // hold the layer's outputs twice: 2 GB more at LLaMA-7B, nsamples 128).
 at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::Tensor& inputs,
                      HessianObserver* observer) {
-  const report::Profile::Scope timed(report::run_profile(), report::Phase::forward,
-                                     layer_forward_flops(model, index, inputs.size(0), inputs.size(1)));
+  const auto timed = report::timed(report::Phase::forward, layer_forward_flops(model, index, inputs.size(0), inputs.size(1)));
   at::Tensor outputs = at::empty_like(inputs);
   for (int64_t sample = 0; sample < inputs.size(0); ++sample) {
     check_interrupted();
@@ -95,6 +91,11 @@ at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::
     outputs.narrow(0, sample, 1).copy_(model.layer(index, inputs.narrow(0, sample, 1), observer));
   }
   return outputs;
+}
+
+at::Tensor embed_timed(const model::DecoderModel& model, const at::Tensor& ids) {
+  const auto timed = report::timed(report::Phase::forward);
+  return model.embed(ids);
 }
 
 // On a GPU only the layer being quantized (and the calibration activations)
@@ -177,6 +178,7 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
 // A layer read back from the state folder: its weights set as quantizing them would.
 LayerState restore_layer(model::DecoderModel& model, const RunState& state, int64_t layer,
                          const std::function<void(const LinearReport&)>& on_linear) {
+  const auto timed = report::timed(report::Phase::load);
   LayerState kept = state.load_layer(layer);
   for (const auto& [name, weight] : kept.weights) model.set_weight(name, weight);
   for (LinearReport& report : kept.reports) {
@@ -190,6 +192,7 @@ LayerState restore_layer(model::DecoderModel& model, const RunState& state, int6
 // does not stop the run, it only loses the resume: the state comes back null.
 RunState* keep_layer(RunState& state, const LayerState& finished, int64_t layer) {
   try {
+    const auto timed = report::timed(report::Phase::save);
     state.save_layer(finished);
   } catch (const Interrupted&) {
     throw;
@@ -216,11 +219,7 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
   for (const auto& window : calibration_windows) flat.insert(flat.end(), window.begin(), window.end());
   const at::Tensor ids = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
                              .view({static_cast<int64_t>(calibration_windows.size()), -1});
-  at::Tensor hidden;
-  {
-    const report::Profile::Scope timed(report::run_profile(), report::Phase::forward);
-    hidden = model.embed(ids);
-  }
+  at::Tensor hidden = embed_timed(model, ids);
 
   const int64_t kept_layers = state ? state->finished_layers() : 0;
   PBLLM_CHECK(kept_layers <= model.num_layers(), state ? state->dir().string() : "", " holds ", kept_layers,

@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "pbllm/core/check.h"
+#include "pbllm/quant/hessian.h"
 #include "pbllm/model/device.h"
 
 namespace pbllm::quant {
@@ -52,8 +53,10 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
       needs.selected_weights += w.numel();
       // W and its float32 result, the masks; H's clone, the damped copy, L, H^-1, U and U made contiguous.
       needs.gptq_bytes = std::max<int64_t>(needs.gptq_bytes, static_cast<int64_t>(4 * (6 * c * c + 2 * r * c) + 2 * r * c));
-      // The trailing updates, the column loop.
-      needs.gptq_flops += 2 * r * c * c + 2 * r * c * static_cast<double>(shape.blocksize);
+      for (int64_t first = 0; first < w.size(1); first += shape.blocksize) {
+        const int64_t n = std::min(shape.blocksize, w.size(1) - first);
+        needs.gptq_flops += column_loop_flops(w.size(0), n) + trailing_gemm_flops(w.size(0), n, w.size(1) - first - n);
+      }
     }
     if (!any_selected) continue;
     const int64_t c = model.weight(model.linear_weight_name(layer, group[0])).size(1);
@@ -61,7 +64,7 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
     needs.gptq_flops += factorisation_flops(c, shape.inverse_factor);
     needs.hessian_bytes += 4 * c * c;
     needs.widest_input = std::max(needs.widest_input, c);
-    needs.hessian_flops += 2 * tokens * static_cast<double>(c) * static_cast<double>(c);
+    needs.hessian_flops += hessian_update_flops(tokens, c);
   }
   const std::string prefix = model.linear_weight_name(layer, model.linear_names()[0]);
   const std::string layer_prefix = prefix.substr(0, prefix.find(model.linear_names()[0]));
@@ -72,19 +75,6 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
     }
   return needs;
 }
-
-}  // namespace
-
-double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int64_t windows, int64_t seqlen) {
-  RunShape shape;
-  shape.windows = windows;
-  shape.seqlen = seqlen;
-  const double n = static_cast<double>(windows), length = static_cast<double>(seqlen);
-  return 2 * n * length * static_cast<double>(layer_needs(model, layer, shape).weight_numel) +
-         2 * n * length * length * static_cast<double>(model.config().hidden_size);
-}
-
-namespace {
 
 std::string gib(int64_t bytes) {
   char text[32];
@@ -102,8 +92,16 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-double measure_gemm_rate(const at::Device& device, int64_t size) {
-  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
+double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int64_t windows, int64_t seqlen) {
+  double linear_weights = 0;
+  for (const std::string& linear : model.linear_names())
+    linear_weights += static_cast<double>(model.weight(model.linear_weight_name(layer, linear)).numel());
+  const double n = static_cast<double>(windows), length = static_cast<double>(seqlen);
+  return 2 * n * length * linear_weights + 2 * n * length * length * static_cast<double>(model.config().hidden_size);
+}
+
+double measure_gemm_rate(const at::Device& device, int64_t size, at::ScalarType dtype) {
+  const auto options = at::TensorOptions().dtype(dtype).device(device);
   const at::Tensor a = at::randn({size, size}, options), b = at::randn({size, size}, options);
   at::Tensor c = at::mm(a, b);  // warm-up: threads, caches, cuBLAS handles
   c.sum().item<float>();

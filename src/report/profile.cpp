@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <vector>
 
 namespace pbllm::report {
@@ -11,15 +12,24 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Per thread, for each open scope: the seconds of the scopes nested in it
-// (taken off its own time when it closes).
-thread_local std::vector<double> nested_seconds;
+// The scopes open on this thread, innermost last, with their profiles: a
+// closing scope's time is taken off the nearest open one of the same profile.
+struct OpenScope {
+  const Profile* profile;
+  double* inner;
+};
+thread_local std::vector<OpenScope> open_scopes;
 
 std::string seconds_text(double seconds) {
   char text[32];
-  if (seconds < 0.1) std::snprintf(text, sizeof text, "%.1f ms", seconds * 1e3);
+  if (seconds < 1e-4) std::snprintf(text, sizeof text, "%.0f us", seconds * 1e6);
+  else if (seconds < 0.1) std::snprintf(text, sizeof text, "%.1f ms", seconds * 1e3);
   else std::snprintf(text, sizeof text, seconds < 10 ? "%.2f s" : "%.1f s", seconds);
   return text;
+}
+
+bool uses_compute_rate(int phase) {
+  return phase == static_cast<int>(Phase::forward) || phase == static_cast<int>(Phase::hessian);
 }
 
 }  // namespace
@@ -28,22 +38,34 @@ const char* phase_name(Phase phase) {
   static constexpr std::array<const char*, kPhaseCount> kNames = {
       "load", "data", "forward", "hessian", "factorisation", "mask", "column_loop", "trailing_gemms", "save",
       "evaluation"};
+  static_assert(kNames.back() != nullptr, "a name for every phase");
   return kNames[static_cast<size_t>(phase)];
 }
 
-Profile::Scope::Scope(Profile& profile, Phase phase, double flops) : profile_(profile), phase_(phase), flops_(flops) {
-  if (profile_.synchronize_) profile_.synchronize_();
+Profile::Scope::Scope(Profile& profile, Phase phase, double flops)
+    : profile_(profile), phase_(phase), flops_(flops), exceptions_(std::uncaught_exceptions()) {
+  profile_.synchronize();
   start_ = now_seconds();
-  nested_seconds.push_back(0);
+  open_scopes.push_back({&profile_, &inner_});
 }
 
 Profile::Scope::~Scope() {
-  if (profile_.synchronize_) profile_.synchronize_();
+  // A GPU error found by this wait (or one while unwinding) must not end the
+  // process here: the next synchronising call reports it as an error.
+  if (std::uncaught_exceptions() == exceptions_) {
+    try {
+      profile_.synchronize();
+    } catch (...) {
+    }
+  }
   const double elapsed = now_seconds() - start_;
-  const double inner = nested_seconds.back();
-  nested_seconds.pop_back();
-  if (!nested_seconds.empty()) nested_seconds.back() += elapsed;
-  profile_.add(phase_, elapsed - inner, flops_);
+  open_scopes.pop_back();
+  for (auto outer = open_scopes.rbegin(); outer != open_scopes.rend(); ++outer)
+    if (outer->profile == &profile_) {
+      *outer->inner += elapsed;
+      break;
+    }
+  profile_.add(phase_, elapsed - inner_, flops_);
 }
 
 void Profile::add(Phase phase, double seconds, double flops) {
@@ -52,12 +74,25 @@ void Profile::add(Phase phase, double seconds, double flops) {
   flops_[static_cast<size_t>(phase)] += flops;
 }
 
-void Profile::set_gemm_rate(double flops_per_second) {
-  const std::lock_guard<std::mutex> lock(mutex_);
-  gemm_rate_ = flops_per_second;
+void Profile::synchronize() const {
+  std::function<void()> synchronize;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    synchronize = synchronize_;
+  }
+  if (synchronize) synchronize();
 }
 
-void Profile::set_synchronizer(std::function<void()> synchronize) { synchronize_ = std::move(synchronize); }
+void Profile::set_gemm_rates(double float32, double compute) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  float32_rate_ = float32;
+  compute_rate_ = compute;
+}
+
+void Profile::set_synchronizer(std::function<void()> synchronize) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  synchronize_ = std::move(synchronize);
+}
 
 double Profile::seconds(Phase phase) const {
   const std::lock_guard<std::mutex> lock(mutex_);
@@ -75,6 +110,11 @@ void Profile::reset() {
   flops_.fill(0);
 }
 
+double Profile::floor_seconds(int phase) const {
+  const double rate = uses_compute_rate(phase) ? compute_rate_ : float32_rate_;
+  return rate > 0 ? flops_[phase] / rate : 0;
+}
+
 nlohmann::json Profile::to_json(double wall_seconds) const {
   const std::lock_guard<std::mutex> lock(mutex_);
   nlohmann::json phases = nlohmann::json::object();
@@ -83,11 +123,11 @@ nlohmann::json Profile::to_json(double wall_seconds) const {
     if (seconds_[i] == 0 && flops_[i] == 0) continue;
     covered += seconds_[i];
     nlohmann::json phase = {{"seconds", seconds_[i]}, {"flops", flops_[i]}};
-    if (flops_[i] > 0 && gemm_rate_ > 0) phase["floor_seconds"] = flops_[i] / gemm_rate_;
+    if (floor_seconds(i) > 0) phase["floor_seconds"] = floor_seconds(i);
     phases[phase_name(static_cast<Phase>(i))] = phase;
   }
-  return {{"gemm_flops_per_second", gemm_rate_}, {"wall_seconds", wall_seconds},
-          {"other_seconds", wall_seconds - covered}, {"phases", phases}};
+  return {{"gemm_flops_per_second", float32_rate_}, {"compute_gemm_flops_per_second", compute_rate_},
+          {"wall_seconds", wall_seconds}, {"other_seconds", wall_seconds - covered}, {"phases", phases}};
 }
 
 std::string Profile::line(double wall_seconds) const {
@@ -97,11 +137,10 @@ std::string Profile::line(double wall_seconds) const {
   bool first = true;
   for (int i = 0; i < kPhaseCount; ++i) {
     if (seconds_[i] == 0 && flops_[i] == 0) continue;
-    text += std::string(first ? " " : " | ") + phase_name(static_cast<Phase>(i)) + " " +
-            seconds_text(seconds_[i]);
+    text += std::string(first ? " " : " | ") + phase_name(static_cast<Phase>(i)) + " " + seconds_text(seconds_[i]);
+    if (floor_seconds(i) > 0) text += " (floor " + seconds_text(floor_seconds(i)) + ")";
     covered += seconds_[i];
     first = false;
-    if (flops_[i] > 0 && gemm_rate_ > 0) text += " (floor " + seconds_text(flops_[i] / gemm_rate_) + ")";
   }
   return text + " | other " + seconds_text(wall_seconds - covered) + " of " + seconds_text(wall_seconds) + "\n";
 }

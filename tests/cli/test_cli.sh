@@ -30,6 +30,17 @@ check "pbllm-quantize --save exits 0" test $? -eq 0
 check "one line per quantized Linear" test "$(grep -c '^\[layer' "$SCRATCH/quantize.out")" -eq 14
 check "report.json lists 14 Linears" python3 -c "
 import json, sys; r = json.load(open('$SCRATCH/q/report.json')); sys.exit(len(r['linears']) != 14 or 'ptb' not in r['perplexity'])"
+check "the profile: one line, and in report.json every phase the run went through, adding up to the wall time" \
+  python3 -c "
+import json, sys
+p = json.load(open('$SCRATCH/q/report.json'))['profile']
+phases = {'load', 'data', 'forward', 'hessian', 'factorisation', 'mask', 'column_loop', 'save', 'evaluation'}
+ok = phases <= set(p['phases']) and p['other_seconds'] >= 0 and p['gemm_flops_per_second'] > 0
+ok = ok and abs(sum(v['seconds'] for v in p['phases'].values()) + p['other_seconds'] - p['wall_seconds']) < 1e-6
+ok = ok and all(v['floor_seconds'] == v['flops'] / p['gemm_flops_per_second'] for k, v in p['phases'].items()
+                if k not in ('forward', 'hessian') and 'floor_seconds' in v)
+line = [l for l in open('$SCRATCH/quantize.out') if l.startswith('profile ')]
+sys.exit(not (ok and len(line) == 1 and '| forward ' in line[0] and '(floor ' in line[0]))"
 check "no temporary folder left" test -z "$(ls -d "$SCRATCH"/q.tmp.* 2>/dev/null)"
 "$EVAL" "$SCRATCH/q" --datasets ptb --seqlen 128 --max-windows 4 --json "$SCRATCH/eval.json" --log-level warn >/dev/null 2>&1
 check "pbllm-eval loads the saved folder" test $? -eq 0

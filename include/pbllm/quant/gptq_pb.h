@@ -34,10 +34,20 @@ enum class InverseFactor {
   one_cholesky,
 };
 InverseFactor inverse_factor_from_name(const std::string& name);  // "reference", "one-cholesky"
-// The FLOPs of making U for a Hessian of side `columns`: 5/3 n^3 for the
-// reference's three factorisations, n^3 for one Cholesky and the recursive
-// triangular inverse.
-double factorisation_flops(int64_t columns, InverseFactor how);
+// The FLOPs of the work as the CPU code does it (the profile's floors, the
+// plan's time), for a Hessian of side n and a weight of `rows`:
+//   making U: the reference's Cholesky (n^3/3), cholesky_inverse (LAPACK's
+//   potri, 2n^3/3) and Cholesky again; or one Cholesky and
+//   lower_triangular_inverse;
+double factorisation_flops(int64_t n, InverseFactor how);
+//   lower_triangular_inverse: a triangular solve against the identity (n^3)
+//   up to 512, else two halves and two GEMMs;
+double triangular_inverse_flops(int64_t n);
+//   the column loop of one block of `width` columns: each column's error
+//   reaches the block's columns right of it (2 rows (width - 1 - j) for column j);
+double column_loop_flops(int64_t rows, int64_t width);
+//   the trailing update of the `right` columns after a block: one GEMM.
+double trailing_gemm_flops(int64_t rows, int64_t width, int64_t right);
 
 struct GptqPbOptions {
   LowBitQuantizer::Options low;

@@ -8,6 +8,9 @@
 
 namespace pbllm::quant {
 
+// The FLOPs of adding `rows` rows of `columns` to a Hessian: X^T X as one GEMM.
+double hessian_update_flops(double rows, int64_t columns);
+
 class HessianAccumulator {
  public:
   // The Hessian lives on `device` (the activations' device). On the CPU the

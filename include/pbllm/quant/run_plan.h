@@ -55,7 +55,7 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape);
 // `layer`: 2 per weight per token, plus the causal attention's products.
 double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int64_t windows, int64_t seqlen);
 
-// A few GEMMs of `size` on `device`: FLOP/s with the current threads.
-double measure_gemm_rate(const at::Device& device, int64_t size = 1024);
+// A few GEMMs of `size` in `dtype` on `device`: FLOP/s with the current threads.
+double measure_gemm_rate(const at::Device& device, int64_t size = 1024, at::ScalarType dtype = at::kFloat);
 
 }  // namespace pbllm::quant
