@@ -40,6 +40,14 @@ TEST(Cuda, DeviceFlagWithoutGpuIsAClearError) {
   EXPECT_ERROR_CONTAINS(model::parse_device("tpu"), "is not a device");
 }
 
+// The profile waits for the GPU of "cuda" as users spell it: no index means the current one.
+TEST(Cuda, SynchronizeTakesADeviceWithoutAnIndex) {
+  SKIP_WITHOUT_GPU();
+  EXPECT_NO_THROW(model::synchronize(model::parse_device("cuda")));
+  EXPECT_NO_THROW(model::synchronize(model::parse_device("cuda:0")));
+  EXPECT_NO_THROW(model::synchronize(at::kCPU));
+}
+
 #ifdef PBLLM_WITH_CUDA
 TEST(Cuda, CublasHessianChecksItsArgumentsBeforeAnyCudaCall) {
   float hessian = 0;
