@@ -162,7 +162,7 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
   const bool float32 = model.compute_dtype() == at::kFloat;
   pbllm::report::run_profile().set_gemm_rates(
       plan.gemm_flops_per_second,
-      float32 ? plan.gemm_flops_per_second : pbllm::quant::measure_gemm_rate(model.device(), 1024, model.compute_dtype()));
+      float32 ? plan.gemm_flops_per_second : pbllm::quant::measure_gemm_rate(model.device(), model.compute_dtype()));
   std::printf("%s", plan.format().c_str());
   std::fflush(stdout);
   for (const auto& memory : plan.memories)
@@ -326,6 +326,7 @@ int main(int argc, char** argv) {
     // The state folder: one the user must deal with stops the run; one that cannot be made only loses the resume.
     std::optional<pbllm::quant::RunState> kept;
     try {
+      const auto timed = pbllm::report::timed(pbllm::report::Phase::load);  // hashes the model's files
       kept.emplace(pbllm::quant::state_dir_beside(run.save_dir),
                    run_manifest(a, run.seqlen, checkpoint, run.calibration_file, run.calibration_sha256), a.restart);
     } catch (const pbllm::quant::StateError&) {

@@ -100,7 +100,7 @@ double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int6
   return 2 * n * length * linear_weights + 2 * n * length * length * static_cast<double>(model.config().hidden_size);
 }
 
-double measure_gemm_rate(const at::Device& device, int64_t size, at::ScalarType dtype) {
+double measure_gemm_rate(const at::Device& device, at::ScalarType dtype, int64_t size) {
   const auto options = at::TensorOptions().dtype(dtype).device(device);
   const at::Tensor a = at::randn({size, size}, options), b = at::randn({size, size}, options);
   at::Tensor c = at::mm(a, b);  // warm-up: threads, caches, cuBLAS handles

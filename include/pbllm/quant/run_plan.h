@@ -56,6 +56,8 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape);
 double layer_forward_flops(const model::DecoderModel& model, int64_t layer, int64_t windows, int64_t seqlen);
 
 // A few GEMMs of `size` in `dtype` on `device`: FLOP/s with the current threads.
-double measure_gemm_rate(const at::Device& device, int64_t size = 1024, at::ScalarType dtype = at::kFloat);
+// 2048: products of 1024 ran ~12% below a 7B layer's GEMMs (310 against ~350
+// GFLOP/s on 2 cores), so the forward beat its "floor".
+double measure_gemm_rate(const at::Device& device, at::ScalarType dtype = at::kFloat, int64_t size = 2048);
 
 }  // namespace pbllm::quant
