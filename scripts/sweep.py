@@ -244,7 +244,7 @@ class Sweep:
             if manifest["identity"] != identity:
                 differ = sorted(k for k in set(identity) | set(manifest["identity"])
                                 if identity.get(k) != manifest["identity"].get(k))
-                fail(f"{self.dir} was swept with other settings ({', '.join(differ)}: "
+                fail(f"{self.dir} was swept with other settings ("
                      + "; ".join(f"{k} was {manifest['identity'].get(k)!r}, now {identity.get(k)!r}" for k in differ)
                      + "): use another --dir (or SWEEP_DIR)")
             manifest["configs"].update(configs)
