@@ -215,6 +215,15 @@ std::vector<std::string> DecoderModel::linear_names() const {
   return names;
 }
 
+std::vector<std::string> DecoderModel::all_linear_weight_names() const {
+  std::vector<std::string> names;
+  for (int64_t layer = 0; layer < num_layers(); ++layer)
+    for (const std::string& linear : linear_names()) names.push_back(linear_weight_name(layer, linear));
+  for (const std::string& name : outer_linear_weight_names()) names.push_back(name);
+  names.push_back(head_weight_name());
+  return names;
+}
+
 int64_t DecoderModel::parameter_count() const {
   int64_t count = 0;
   for (const auto& [name, tensor] : weights_) count += tensor.numel();
@@ -222,6 +231,8 @@ int64_t DecoderModel::parameter_count() const {
 }
 
 at::Tensor DecoderModel::param(const std::string& name) const {
+  if (parameter_source_)
+    if (at::Tensor given = parameter_source_(name); given.defined()) return given;
   const at::Tensor& host = weight(name);
   if (used_as_is(host)) return host;
   const std::lock_guard<std::mutex> lock(copies_mutex_);
@@ -271,7 +282,8 @@ at::Tensor DecoderModel::linear(int64_t index, const std::string& linear, const 
   if (observer != nullptr) observer->observe(index, linear, x);
   const std::string prefix = str_cat(layer_prefix(index), linear);
   // One token (generation): straight from the packed codes.
-  if (at::Tensor y = packed_product(prefix, x); y.defined()) return y;
+  if (!parameter_source_)
+    if (at::Tensor y = packed_product(prefix, x); y.defined()) return y;
   return at::linear(x, param(prefix + ".weight"), optional_param(prefix + ".bias"));
 }
 
@@ -283,6 +295,7 @@ std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, con
   // One token of a packed model: each Linear straight from its packed codes.
   std::vector<at::Tensor> outputs;
   for (const std::string& name : names) {
+    if (parameter_source_) break;
     at::Tensor y = packed_product(str_cat(layer_prefix(index), name), x);
     if (!y.defined()) break;
     outputs.push_back(std::move(y));
@@ -305,7 +318,7 @@ std::vector<at::Tensor> DecoderModel::linears_on_shared_input(int64_t index, con
 DecoderModel::StackedLinears DecoderModel::stacked_linears(int64_t index, const std::vector<std::string>& names) const {
   std::string key = layer_prefix(index);
   for (const std::string& name : names) key += (&name == &names.front() ? "" : "+") + name;
-  {
+  if (!parameter_source_) {
     const std::lock_guard<std::mutex> lock(copies_mutex_);
     if (auto kept = stacks_.find(key); kept != stacks_.end()) return kept->second;
   }
@@ -329,8 +342,9 @@ DecoderModel::StackedLinears DecoderModel::stacked_linears(int64_t index, const 
 
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   const auto kept_copy = [&](const std::string& name) { return compute_copies_.count(name) > 0; };
-  // Not kept where a member's copy is not (used as is, packed, a layer not held).
-  if (!std::all_of(weight_names.begin(), weight_names.end(), kept_copy) ||
+  // Not kept where a member's copy is not (used as is, packed, a layer not held)
+  // or where the members come from the parameter source (made per forward).
+  if (parameter_source_ || !std::all_of(weight_names.begin(), weight_names.end(), kept_copy) ||
       !std::all_of(bias_names.begin(), bias_names.end(), kept_copy))
     return stack;
   if (auto [kept, inserted] = stacks_.emplace(key, stack); !inserted) return kept->second;

@@ -105,6 +105,13 @@ at::Tensor OptModel::head_input(const at::Tensor& hidden) const {
   return x;
 }
 
+std::vector<std::string> OptModel::outer_linear_weight_names() const {
+  std::vector<std::string> names;
+  for (const char* linear : {"project_in.weight", "project_out.weight"})
+    if (weights_.count(decoder_ + linear)) names.push_back(decoder_ + linear);
+  return names;
+}
+
 std::string OptModel::head_weight_name() const {
   return weights_.count("lm_head.weight") ? "lm_head.weight" : decoder_ + "embed_tokens.weight";
 }

@@ -1,5 +1,7 @@
 #include "pbllm/pack/mask_codec.h"
 
+#include <ATen/ops/zeros.h>
+
 #include <cmath>
 
 #include "pbllm/core/check.h"
@@ -110,6 +112,18 @@ double mask_entropy_bits_per_weight(int64_t n, int64_t k) {
   if (n <= 0 || k <= 0 || k >= n) return 0;
   const double log2_choose = (std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0)) / std::log(2.0);
   return log2_choose / static_cast<double>(n);
+}
+
+at::Tensor decode_mask(const MaskView& view) {
+  at::Tensor mask = at::zeros({view.rows, view.columns}, at::kBool);
+  bool* out = mask.data_ptr<bool>();
+  std::vector<int64_t> positions;
+  for (int64_t block = 0; block < view.blocks(); ++block) {
+    view.block_positions(block, positions);
+    bool* block_start = out + block * kMaskRowsPerBlock * view.columns;
+    for (const int64_t position : positions) block_start[position] = true;
+  }
+  return mask;
 }
 
 }  // namespace pbllm::pack

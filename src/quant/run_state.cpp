@@ -21,11 +21,12 @@ namespace {
 
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kLock = "lock";
+constexpr const char* kCheckpoint = "checkpoint.safetensors";
 
 bool is_temporary(const std::string& name) { return name.find(".tmp.") != std::string::npos; }
 
 bool is_state_file(const std::string& name) {
-  return name == kManifest || name == kLock || is_temporary(name) ||
+  return name == kManifest || name == kLock || name == kCheckpoint || is_temporary(name) ||
          (name.rfind("layer-", 0) == 0 && name.size() > 12 && name.substr(name.size() - 12) == ".safetensors");
 }
 
@@ -94,7 +95,8 @@ std::vector<std::string> manifest_differences(const nlohmann::json& kept, const 
   return differences;
 }
 
-RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(std::move(dir)) {
+RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart, const std::string& tool)
+    : dir_(std::move(dir)) {
   const auto status = fs::symlink_status(dir_);
   if (fs::is_symlink(status))
     throw StateError(str_cat(dir_.string(), " is a symbolic link: pbllm keeps its state in a real folder"));
@@ -116,7 +118,7 @@ RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(s
     const int error_number = errno;
     ::close(lock_fd_);
     PBLLM_CHECK(error_number == EWOULDBLOCK, "cannot lock ", lock.string(), ": ", std::strerror(error_number));
-    throw StateError(str_cat("another pbllm-quantize is running with the state folder ", dir_.string(),
+    throw StateError(str_cat("another ", tool, " is running with the state folder ", dir_.string(),
                         " (the same output): wait for it or give this run another --save"));
   }
 
@@ -128,7 +130,7 @@ RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(s
       std::string list;
       for (const std::string& d : differences) list += (list.empty() ? "" : "; ") + d;
       ::close(lock_fd_);
-      throw StateError(str_cat(dir_.string(), " holds the finished layers of a different run (", list,
+      throw StateError(str_cat(dir_.string(), " holds the kept state of a different run (", list,
                           "): run the same command to resume it, or add --restart to discard it"));
     }
   }
@@ -139,8 +141,8 @@ RunState::RunState(fs::path dir, nlohmann::json manifest, bool restart) : dir_(s
 }
 
 RunState::~RunState() {
-  // A state without a finished layer (a run that failed early) helps no one: it goes too.
-  if (finished_ == 0 && lock_fd_ >= 0) {
+  // A state without kept work (a run that failed early) helps no one: it goes too.
+  if (finished_ == 0 && !has_checkpoint() && lock_fd_ >= 0) {
     try {
       remove();
     } catch (const std::exception&) {  // a destructor must not throw; the folder stays, harmless
@@ -154,6 +156,10 @@ fs::path RunState::layer_file(int64_t layer) const {
   std::snprintf(name, sizeof name, "layer-%05lld.safetensors", static_cast<long long>(layer));
   return dir_ / name;
 }
+
+fs::path RunState::checkpoint_file() const { return dir_ / kCheckpoint; }
+
+bool RunState::has_checkpoint() const { return fs::exists(checkpoint_file()); }
 
 void RunState::save_layer(const LayerState& state) {
   nlohmann::json settings = {{"layer", finished_}, {"reports", linear_reports_json(state.reports)}};

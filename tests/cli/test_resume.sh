@@ -60,7 +60,7 @@ check "a kill from outside, then the rerun: identical model.safetensors" \
 
 # What refuses to resume, naming the change; --restart starts over.
 run_in changed PBLLM_TEST_SIGNAL=layer:0:KILL "$STORIES" "${SMALL[@]}" --save q
-expect_error "q.pbllm-state holds the finished layers of a different run (--low_frac was 0.9, now 0.8)" \
+expect_error "q.pbllm-state holds the kept state of a different run (--low_frac was 0.9, now 0.8)" \
   bash -c "cd '$SCRATCH/changed' && '$QUANTIZE' '$STORIES' ${SMALL[*]} --save q --low_frac 0.8"
 run_in changed "$STORIES" "${SMALL[@]}" --save q --low_frac 0.8 --restart
 check "--restart starts over (exit $status)" test $status -eq 0

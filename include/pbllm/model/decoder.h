@@ -12,6 +12,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,6 +93,11 @@ class DecoderModel {
   std::vector<std::string> linear_names() const;
   // The checkpoint name of a Linear's weight, e.g. "model.layers.3.self_attn.q_proj.weight".
   std::string linear_weight_name(int64_t layer, const std::string& linear) const;
+  // The output embedding: lm_head, or the tied input embedding.
+  virtual std::string head_weight_name() const = 0;
+  // Every Linear's weight: the layers' in order, any outside them (OPT's
+  // project_in / project_out), then the head's.
+  std::vector<std::string> all_linear_weight_names() const;
 
   // The Linears held packed (a packed PB checkpoint); their entries in
   // weights() are shape-only placeholders (the meta device).
@@ -104,6 +110,17 @@ class DecoderModel {
   // quantized values; a kept compute copy is replaced too.
   void set_weight(const std::string& name, const at::Tensor& value);
   int64_t parameter_count() const;
+
+  // Tensors used in place of stored ones, by checkpoint name: for each name
+  // the model computes with (Linear weights and biases, the head's weight,
+  // norms), `source(name)` is asked first, and an undefined answer means the
+  // stored tensor. Its tensors must be on device() in compute_dtype(). QAT
+  // makes its partially binarized weights this way, per forward, so autograd
+  // follows them back to the trained latent weights. The input embedding is
+  // always the stored table (for a tied head, `source` sees the table's name
+  // only as the head's weight). An empty function removes the override.
+  using ParameterSource = std::function<at::Tensor(const std::string& name)>;
+  void set_parameter_source(ParameterSource source) { parameter_source_ = std::move(source); }
 
   Residency residency() const { return residency_; }
   // Switching to held_layers drops the copies of layers that are not held.
@@ -124,8 +141,8 @@ class DecoderModel {
 
   // The head's input: the final norm (and OPT's project_out) of the last hidden states.
   virtual at::Tensor head_input(const at::Tensor& hidden) const = 0;
-  // The output embedding: lm_head, or the tied input embedding.
-  virtual std::string head_weight_name() const = 0;
+  // Linears outside the layers other than the head (OPT's project_in / project_out).
+  virtual std::vector<std::string> outer_linear_weight_names() const { return {}; }
 
   // Checks that weight `name` exists with `shape`, naming the file otherwise.
   void require_weight(const std::string& name, const std::vector<int64_t>& shape) const;
@@ -194,6 +211,7 @@ class DecoderModel {
   // By layer prefix and member names, e.g. "model.layers.3.self_attn.q_proj+...".
   mutable std::map<std::string, StackedLinears> stacks_;
   pack::PackedLinears packed_;
+  ParameterSource parameter_source_;
   // The GEMV layouts of packed Linears, made when a single token first needs them.
   mutable std::map<std::string, std::shared_ptr<const pack::PackedGemv>> gemvs_;
   // The packed GEMV for x of one token times the Linear at `prefix` (its

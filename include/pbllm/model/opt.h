@@ -18,6 +18,7 @@ class OptModel : public DecoderModel {
   at::Tensor head_input(const at::Tensor& hidden) const override;
   std::string head_weight_name() const override;
   std::vector<std::vector<std::string>> linear_input_groups() const override;
+  std::vector<std::string> outer_linear_weight_names() const override;
 
  private:
   at::Tensor layer_norm(const at::Tensor& x, const std::string& prefix) const;

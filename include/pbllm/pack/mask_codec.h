@@ -45,6 +45,9 @@ struct MaskView {
   void block_positions(int64_t block, std::vector<int64_t>& positions) const;
 };
 
+// The whole mask: bool [rows, columns] on the CPU.
+at::Tensor decode_mask(const MaskView& view);
+
 // The structure of an index: monotone, inside the stream and the block sizes,
 // ending at `salient`; throws naming `what`.
 void check_mask_index(const MaskView& view, int64_t salient);

@@ -9,6 +9,8 @@
 //                             Linears (which decode to those weights bit for
 //                             bit); __metadata__ "pbllm.settings" holds
 //                             {"layer", "reports"}
+//   checkpoint.safetensors    pbllm-qat: the training state at its last
+//                             checkpoint (latent weights, optimizer, step)
 //   lock                      flock'ed while a run uses the folder
 // Every file is written atomically, so a layer is there whole or not at all;
 // the inputs of the first unfinished layer are recomputed through the kept
@@ -47,9 +49,11 @@ class RunState {
  public:
   // Opens `dir` for the run `manifest` describes, creating it when absent. A
   // folder left by a different run throws, naming what changed, unless
-  // `restart`, which discards it; so does a folder another process is using.
-  RunState(std::filesystem::path dir, nlohmann::json manifest, bool restart);
-  // Releases the lock; a folder that never got a finished layer is removed.
+  // `restart`, which discards it; so does a folder another process is using
+  // (`tool` names the other user).
+  RunState(std::filesystem::path dir, nlohmann::json manifest, bool restart,
+           const std::string& tool = "pbllm-quantize");
+  // Releases the lock; a folder that never got a finished layer or checkpoint is removed.
   ~RunState();
   RunState(const RunState&) = delete;
   RunState& operator=(const RunState&) = delete;
@@ -61,6 +65,9 @@ class RunState {
   LayerState load_layer(int64_t layer) const;
   // Keeps layer finished_layers() (atomically) and counts it.
   void save_layer(const LayerState& state);
+  // Where a training run keeps its checkpoint (written atomically by its owner).
+  std::filesystem::path checkpoint_file() const;
+  bool has_checkpoint() const;
   // The run is complete: the folder goes.
   void remove();
 

@@ -1,0 +1,77 @@
+#include "pbllm/qat/binarized_linear.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/kthvalue.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/round.h>
+#include <ATen/ops/where.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "pbllm/core/check.h"
+
+namespace pbllm::qat {
+
+namespace {
+
+// The reference's STEBinary: forward sign, backward the identity.
+struct SignStraightThrough : public torch::autograd::Function<SignStraightThrough> {
+  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& w) { return w.sign(); }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list grad) {
+    return {grad[0]};
+  }
+};
+
+}  // namespace
+
+at::Tensor weight_quant_8bit(const at::Tensor& w, bool unrounded_zero_point) {
+  const at::NoGradGuard no_grad;
+  const at::Tensor low = std::get<0>(w.min(-1, true));
+  const at::Tensor range = (std::get<0>(w.max(-1, true)) - low).to(at::kFloat);
+  const at::Tensor flat = range == 0;
+  const at::Tensor divisor = at::where(flat, at::ones_like(range), range);  // no 0 / 0 in rows kept as they are
+  const at::Tensor zero_point = unrounded_zero_point ? low : at::round(low);
+  // As torch: a float -> uint8 cast goes through int64 and keeps the low 8
+  // bits, which is the reference's wrap of negative codes (its clamp after the
+  // cast does nothing).
+  const at::Tensor codes = at::round((w - zero_point) / divisor * 255).to(at::kByte);
+  const at::Tensor values = (codes * (divisor / 255) + zero_point).to(w.scalar_type());
+  return at::where(flat, w, values);
+}
+
+at::Tensor magnitude_outliers(const at::Tensor& w, double fraction, const std::string& name) {
+  const at::NoGradGuard no_grad;
+  const at::Tensor flat = w.reshape({-1});
+  const int64_t n = flat.numel();
+  // Python's int() of the reference's float expressions, evaluated in its order.
+  const auto lower_k = static_cast<int64_t>(static_cast<double>(n) * fraction / 2);
+  const auto upper_k = static_cast<int64_t>(static_cast<double>(n) * (1 - fraction / 2));
+  PBLLM_CHECK(lower_k >= 1 && upper_k <= n, name, ": an outlier fraction of ", fraction, " selects no outlier among its ",
+              n, " weights (it needs at least ", 2.0 / n, ")");
+  const at::Tensor lower = std::get<0>(at::kthvalue(flat, lower_k));
+  const at::Tensor upper = std::get<0>(at::kthvalue(flat, upper_k));
+  return (w < lower) | (w > upper);
+}
+
+at::Tensor binary_scale(const at::Tensor& w, const at::Tensor& outliers, bool per_row) {
+  const at::NoGradGuard no_grad;
+  const at::Tensor kept = ~outliers;
+  if (per_row) {
+    const at::Tensor counts = kept.sum(1, true).clamp_min(1).to(w.scalar_type());
+    return (w.abs() * kept).sum(1, true) / counts;
+  }
+  const at::Tensor binarized = w.masked_select(kept);
+  if (binarized.numel() == 0) return at::zeros({1, 1}, w.options());
+  return binarized.abs().mean(-1).view({1, 1});
+}
+
+at::Tensor sign_ste(const at::Tensor& w) { return SignStraightThrough::apply(w); }
+
+at::Tensor partially_binarized(const at::Tensor& w, const at::Tensor& outliers, const at::Tensor& scale,
+                               bool train_outliers) {
+  return at::where(outliers, train_outliers ? w : w.detach(), sign_ste(w) * scale);
+}
+
+}  // namespace pbllm::qat
