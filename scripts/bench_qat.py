@@ -26,8 +26,10 @@ parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--fraction", type=float, default=0.1)
 parser.add_argument("--reference", help="a PB-LLM checkout: use its own module")
 parser.add_argument("--no-checkpointing", action="store_true")
+parser.add_argument("--flush-denormal", action="store_true", help="as pbllm-qat does (torch.set_flush_denormal)")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
+torch.set_flush_denormal(args.flush_denormal)
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
@@ -74,5 +76,6 @@ for step in range(args.steps):
 tokens = batch * accumulation * args.seqlen
 measured = times[1:] or times
 print(f"python ({'reference module' if args.reference else 'restated module'}, "
-      f"{'no ' if args.no_checkpointing else ''}gradient checkpointing): "
+      f"{'no ' if args.no_checkpointing else ''}gradient checkpointing"
+      f"{', denormals flushed' if args.flush_denormal else ''}): "
       f"{tokens * len(measured) / sum(measured):.0f} tokens/s")

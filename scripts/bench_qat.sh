@@ -12,8 +12,10 @@ STEPS=${3:-4}
 scripts/setup.sh
 [[ -d "$MODEL" ]] || scripts/get-smollm2.sh "$MODEL"
 THREADS=${THREADS:-$(nproc)}
-python3 scripts/bench_qat.py "$MODEL" --seqlen "$SEQLEN" --steps "$STEPS" --threads "$THREADS" \
-  ${REFERENCE:+--reference "$REFERENCE"}
+for flush in "" --flush-denormal; do
+  python3 scripts/bench_qat.py "$MODEL" --seqlen "$SEQLEN" --steps "$STEPS" --threads "$THREADS" $flush \
+    ${REFERENCE:+--reference "$REFERENCE"}
+done
 JSON="${BUILD_DIR:-build}/bench_qat.json"
 "${BUILD_DIR:-build}"/tools/pbllm-qat "$MODEL" ptb --train_steps "$STEPS" --seqlen "$SEQLEN" --threads "$THREADS" \
   --log-level warn --json "$JSON" --checkpoint_every 0

@@ -135,7 +135,7 @@ TEST(Qat, BadOptionsAreOneLineErrors) {
   EXPECT_ERROR_CONTAINS(outlier_selection_from_method("xnor"), "unknown binarization method 'xnor'");
   TrainingOptions training;
   training.learning_rate = -1;
-  EXPECT_ERROR_CONTAINS(training.validate(), "--lr -1 must be positive");
+  EXPECT_ERROR_CONTAINS(training.validate(), "--lr -1 must be in (0, 1]");
   training.learning_rate = 1e-4;
   training.warmup_fraction = 1;
   EXPECT_ERROR_CONTAINS(training.validate(), "--warmup_ratio 1 is outside [0, 1)");
@@ -173,12 +173,12 @@ TEST(Qat, ResumedTrainingGoesOnBitForBit) {
     BinarizedModel binarized(*first, binarization);
     Trainer trainer(*first, binarized, training);
     for (int64_t s = 0; s < 2; ++s) trainer.step(windows_of(ids, 4 * s, 4));
-    trainer.save_state(scratch / "state.safetensors", nlohmann::json{{"kept", 2}});
+    trainer.save_state(scratch / "state.safetensors", nlohmann::json::array({"step 1", "step 2"}));
   }
   auto second = model::DecoderModel::load(checkpoint, at::kCPU, at::kFloat);
   BinarizedModel binarized(*second, binarization);
   Trainer trainer(*second, binarized, training);
-  EXPECT_EQ(trainer.restore_state(scratch / "state.safetensors"), (nlohmann::json{{"kept", 2}}));
+  EXPECT_EQ(trainer.restore_state(scratch / "state.safetensors"), nlohmann::json::array({"step 1", "step 2"}));
   EXPECT_EQ(trainer.steps_done(), 2);
   trainer.step(windows_of(ids, 8, 4));
   const auto a = whole_binarized.parameters(), b = binarized.parameters();

@@ -2,11 +2,13 @@
 // reference's qat/run_qat.py): every Linear partially binarized, the latent
 // weights trained; one line per optimizer step, perplexity before and after,
 // a saved Hugging Face folder, checkpoints a killed run resumes from.
+#include <ATen/Context.h>
 #include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <optional>
 
 #include "pbllm/core/check.h"
@@ -33,8 +35,8 @@ using pbllm::str_cat;
 struct Arguments {
   std::string model, dataset, method = "xnor_outlier", masks, data_dir, save, eval, json, device = "cpu";
   int64_t seqlen = 0, max_windows = 0, checkpoint_every = 50;
-  uint64_t seed = 0;
-  bool eval_given = false, overwrite = false, restart = false;
+  int64_t seed = 0;
+  bool save_given = false, eval_given = false, overwrite = false, restart = false;
   pbllm::qat::BinarizationOptions binarization;
   pbllm::qat::TrainingOptions training;
 };
@@ -63,7 +65,8 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--max_grad_norm,--max-grad-norm", a.training.max_grad_norm, "clip the gradients' global norm (0: off)");
   app.add_option("--seqlen", a.seqlen, "tokens per training window (default: min(512, the model's context))")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
-  app.add_option("--seed", a.seed, "random.seed for drawing the training windows");
+  app.add_option("--seed", a.seed, "random.seed for drawing the training windows")
+      ->check(CLI::Range(int64_t{0}, std::numeric_limits<int64_t>::max()));
   app.add_flag("--train_outlier,--train-outlier", a.binarization.train_outliers, "train the 8-bit outliers too");
   app.add_flag("--zero-point-unrounded,--zero_point_unrounded", a.binarization.corrections.zero_point,
                "correction: the 8-bit zero point is each row's min, not round(min) (whose codes wrap modulo 256)");
@@ -78,7 +81,7 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--save", a.save, "write the trained model as a Hugging Face folder (fake-quant weights)");
   app.add_flag("--overwrite", a.overwrite, "let --save replace a non-empty folder that is not an earlier pbllm output");
   app.add_option("--checkpoint_every,--checkpoint-every", a.checkpoint_every,
-                 "with --save: keep the training state every N steps (and on Ctrl-C) in DIR.pbllm-state (0: never)")
+                 "with --save: keep the training state every N steps in DIR.pbllm-state (0: only on Ctrl-C / SIGTERM)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_flag("--restart", a.restart, "discard the checkpoint an interrupted run of another command kept");
   app.add_option("--eval", a.eval, "perplexity before and after training (default: wikitext2,ptb,c4)")->expected(0, 1);
@@ -128,12 +131,13 @@ std::string duration(double seconds) {
 // 8-bit column indices and row pointers).
 std::string bits_line(const pbllm::qat::BinarizedModel& b) {
   const double n = static_cast<double>(b.weights()), k = static_cast<double>(b.outliers());
+  const double row_pointers = static_cast<double>(b.row_pointers());
   const double mask = pbllm::pack::mask_entropy_bits_per_weight(b.weights(), b.outliers());
   char line[256];
   std::snprintf(line, sizeof line,
                 "bits per weight: 1 (sign) + 8 x %.2f%% (outliers) + %.3f (mask, entropy bound) = %.3f; the "
                 "reference's count (CSR) %.3f",
-                100 * k / n, mask, 1 + 8 * k / n + mask, 1 + 16 * k / n);
+                100 * k / n, mask, 1 + 8 * k / n + mask, 1 + (16 * k + 8 * row_pointers) / n);
   return line;
 }
 
@@ -178,6 +182,13 @@ void save_model(const pbllm::io::Checkpoint& source, const pbllm::model::Decoder
   std::printf("saved %s\n", dir.c_str());
 }
 
+// Added to an error or interruption once a checkpoint is kept: how to go on.
+std::string resume_note(const pbllm::quant::RunState* state, int64_t kept_step) {
+  if (state == nullptr || kept_step == 0) return "";
+  return str_cat("; the state after step ", kept_step, " is kept in ", state->dir().string(),
+                 ": run the same command again to go on from there (--restart discards it)");
+}
+
 void write_json(const std::filesystem::path& path, const nlohmann::json& json) {
   pbllm::io::write_file_atomically(path.string(), [&](std::ostream& out) { out << json.dump(2) << "\n"; });
 }
@@ -192,13 +203,22 @@ int main(int argc, char** argv) {
   common.add_to(app);
   pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
+    // Gradients through a saturated softmax (the reference's wrapped 8-bit
+    // weights give logits in the hundreds) are denormal floats, on which the
+    // CPU's arithmetic is ~100x slower: flushed to 0, a SmolLM2 step takes 20
+    // s instead of 28 (measured), and no value above 1e-38 changes.
+    at::globalContext().setFlushDenormal(true);
     const auto start = std::chrono::steady_clock::now();
     a.eval_given = app.count("--eval") > 0;
     a.binarization.selection = pbllm::qat::outlier_selection_from_method(a.method);
     a.binarization.masks = a.masks;
     a.binarization.validate();
     a.training.validate();
-    PBLLM_CHECK(a.save.empty() || a.checkpoint_every >= 0, "--checkpoint_every must be >= 0");
+    a.save_given = app.count("--save") > 0;
+    PBLLM_CHECK(!a.save_given || !a.save.empty(), "--save needs a folder name");
+    for (const char* flag : {"--checkpoint_every", "--restart", "--overwrite"})
+      PBLLM_CHECK(a.save_given || app.count(flag) == 0, flag, " needs --save");
+    PBLLM_CHECK(a.eval_given || app.count("--max-windows") == 0, "--max-windows needs --eval");
     PBLLM_CHECK(a.dataset != "red_pajama" && a.dataset != "Abirate/english_quotes", "the reference's dataset ",
                 a.dataset, " is not available offline (pbllm downloads nothing): save its text to a file and give "
                 "text:PATH, or train on ptb, wikitext2 or c4");
@@ -211,8 +231,21 @@ int main(int argc, char** argv) {
     const auto text_file = pbllm::data::dataset_file(dataset, pbllm::data::Split::calibration, evaluation.data_dir);
 
     const auto checkpoint = pbllm::io::Checkpoint::open(a.model);
-    if (!a.save.empty()) pbllm::io::check_output_folder(a.save, checkpoint.dir(), a.overwrite, "--save");
-    if (!a.json.empty()) pbllm::io::check_output_file(a.json, checkpoint.dir(), "--json");
+    // What the run reads, which no output may replace.
+    std::vector<std::filesystem::path> inputs = {text_file};
+    if (!a.masks.empty()) inputs.emplace_back(a.masks);
+    if (a.save_given) pbllm::io::check_output_folder(a.save, checkpoint.dir(), a.overwrite, "--save", inputs);
+    if (!a.json.empty()) {
+      std::vector<std::filesystem::path> others = inputs;
+      if (a.save_given) others.insert(others.end(), {a.save, pbllm::quant::state_dir_beside(a.save)});
+      pbllm::io::check_output_file(a.json, checkpoint.dir(), "--json", others);
+    }
+    // The state folder (lock, manifest, checkpoint) before any work: another
+    // run on this --save, or a checkpoint of another command, stops it now.
+    std::optional<pbllm::quant::RunState> state;
+    if (a.save_given)
+      state.emplace(pbllm::quant::state_dir_beside(a.save), run_manifest(a, a.seqlen, checkpoint, text_file),
+                    a.restart, "pbllm-qat");
     // float32 latent weights and optimizer everywhere; a GPU computes in bf16 under autocast.
     auto model = pbllm::model::DecoderModel::load(checkpoint, pbllm::model::parse_device(a.device), at::kFloat);
     PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
@@ -225,6 +258,9 @@ int main(int argc, char** argv) {
 
     pbllm::qat::BinarizedModel binarized(*model, a.binarization);
     const int64_t per_step = a.training.windows_per_step();
+    const double tokens_drawn = static_cast<double>(a.training.steps) * per_step * seqlen;
+    PBLLM_CHECK(tokens_drawn <= 1e9, "the run draws its ", tokens_drawn, " training tokens up front (4 bytes each); ",
+                "at most 1e9: fewer --train_steps, a smaller batch or --seqlen");
     const auto windows = pbllm::data::calibration_windows(dataset, *tokenizer, evaluation.data_dir,
                                                           a.training.steps * per_step, a.seed, seqlen);
     pbllm::log::info(str_cat("training: ", a.training.steps, " steps of ", per_step, " windows of ", seqlen,
@@ -248,25 +284,23 @@ int main(int argc, char** argv) {
     if (!evaluation.datasets.empty()) report["perplexity_before"] = evaluate(*model, *tokenizer, evaluation, "before");
 
     pbllm::qat::Trainer trainer(*model, binarized, a.training);
-    std::optional<pbllm::quant::RunState> state;
     nlohmann::json history = nlohmann::json::array();
-    if (!a.save.empty() && a.checkpoint_every > 0) {
-      state.emplace(pbllm::quant::state_dir_beside(a.save), run_manifest(a, seqlen, checkpoint, text_file), a.restart,
-                    "pbllm-qat");
-      if (state->has_checkpoint()) {
-        try {
-          history = trainer.restore_state(state->checkpoint_file());
-        } catch (const std::exception& error) {
-          throw pbllm::quant::StateError(str_cat("cannot resume from ", state->checkpoint_file().string(), " (",
-                                                 error.what(), "): add --restart to start over"));
-        }
-        std::printf("resumed after step %lld from %s\n", static_cast<long long>(trainer.steps_done()),
-                    state->checkpoint_file().c_str());
+    if (state && state->has_checkpoint()) {
+      try {
+        history = trainer.restore_state(state->checkpoint_file());
+      } catch (const std::exception& error) {
+        throw pbllm::quant::StateError(str_cat("cannot resume from ", state->checkpoint_file().string(), " (",
+                                               error.what(), "): add --restart to start over"));
       }
+      std::printf("resumed after step %lld from %s\n", static_cast<long long>(trainer.steps_done()),
+                  state->checkpoint_file().c_str());
     }
     int64_t kept_step = trainer.steps_done();
+    // Keeps the state after the last step; also after a signal, whose checks
+    // would otherwise stop this very write.
     const auto keep = [&] {
       if (!state || trainer.steps_done() == kept_step) return;
+      const pbllm::DeferInterrupts finish_this_write;
       trainer.save_state(state->checkpoint_file(), history);
       kept_step = trainer.steps_done();
     };
@@ -292,10 +326,11 @@ int main(int argc, char** argv) {
       }
     } catch (const pbllm::Interrupted& stop) {
       keep();
-      throw pbllm::Interrupted(
-          stop.signal(), state ? str_cat("; the state after step ", kept_step, " is kept in ", state->dir().string(),
-                                         ": run the same command again to go on from there")
-                               : std::string());
+      throw pbllm::Interrupted(stop.signal(), resume_note(state ? &*state : nullptr, kept_step));
+    } catch (const pbllm::quant::StateError&) {
+      throw;
+    } catch (const pbllm::Error& error) {  // e.g. a NaN loss: the last checkpoint stays as it was
+      throw pbllm::Error(str_cat(error.what(), resume_note(state ? &*state : nullptr, kept_step)));
     }
     keep();  // an evaluation or save that fails must not lose the training
     double seconds = 0, tokens = 0;
@@ -312,8 +347,8 @@ int main(int argc, char** argv) {
                         {"peak_memory_gib", peak_gib}};
     if (!evaluation.datasets.empty()) report["perplexity_after"] = evaluate(*model, *tokenizer, evaluation, "after");
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!a.save.empty()) {
-      pbllm::io::check_output_folder(a.save, checkpoint.dir(), a.overwrite, "--save");  // again: hours have passed
+    if (a.save_given) {
+      pbllm::io::check_output_folder(a.save, checkpoint.dir(), a.overwrite, "--save", inputs);  // again: hours have passed
       save_model(checkpoint, *model, binarized, a.save, report);
     }
     if (!a.json.empty()) write_json(a.json, report);

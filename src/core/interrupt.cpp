@@ -12,6 +12,7 @@ namespace pbllm {
 namespace {
 
 std::atomic<int> received_signal{0};
+thread_local int deferring = 0;
 
 // Async-signal-safe: an atomic store, write(2), and for a second signal the
 // default action re-raised.
@@ -48,8 +49,12 @@ void install_interrupt_handlers() {
 int interrupt_signal() { return received_signal.load(); }
 
 void check_interrupted() {
+  if (deferring > 0) return;
   if (const int signal = interrupt_signal(); signal != 0) throw Interrupted(signal);
 }
+
+DeferInterrupts::DeferInterrupts() { ++deferring; }
+DeferInterrupts::~DeferInterrupts() { --deferring; }
 
 }  // namespace pbllm
 

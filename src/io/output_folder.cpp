@@ -115,13 +115,25 @@ void check_parent_writable(const fs::path& path, const std::string& where) {
               std::strerror(errno), ")");
 }
 
-void check_output_folder(const fs::path& dir, const fs::path& model_dir, bool overwrite, const std::string& flag) {
+void check_output_folder(const fs::path& dir, const fs::path& model_dir, bool overwrite, const std::string& flag,
+                         const std::vector<fs::path>& other_inputs) {
   PBLLM_CHECK(!dir.empty(), flag, " needs a folder name");
   const fs::path target = fs::weakly_canonical(plain_absolute(dir));
   const fs::path model = fs::weakly_canonical(plain_absolute(model_dir));
   const std::string where = str_cat(flag, " ", dir.string());
   PBLLM_CHECK(!is_within(model, target), where, " is or contains the model being read (", model.string(),
               "); choose another folder");
+  for (const fs::path& input : other_inputs) {
+    const fs::path read = fs::weakly_canonical(plain_absolute(input));
+    PBLLM_CHECK(!is_within(read, target), where, " is or contains ", read.string(),
+                ", which this run reads; choose another folder");
+  }
+  for (fs::path above = target; !above.empty() && above != above.parent_path(); above = above.parent_path()) {
+    const std::string name = above.filename().string();
+    const bool state_folder = name.size() >= 12 && name.compare(name.size() - 12, 12, ".pbllm-state") == 0;
+    PBLLM_CHECK(!state_folder, where,
+                " is inside the pbllm state folder ", above.string(), "; choose another folder");
+  }
   PBLLM_CHECK(!is_within(fs::weakly_canonical(fs::current_path()), target), where,
               " is or contains the current folder; run from elsewhere or choose another folder");
   PBLLM_CHECK(!fs::is_symlink(plain_absolute(dir)), where,
@@ -138,7 +150,8 @@ void check_output_folder(const fs::path& dir, const fs::path& model_dir, bool ov
   check_parent_writable(dir, where);
 }
 
-void check_output_file(const fs::path& file, const fs::path& model_dir, const std::string& flag) {
+void check_output_file(const fs::path& file, const fs::path& model_dir, const std::string& flag,
+                       const std::vector<fs::path>& others) {
   PBLLM_CHECK(!file.empty(), flag, " needs a file name");
   const std::string where = str_cat(flag, " ", file.string());
   const fs::file_status status = fs::symlink_status(file);
@@ -146,6 +159,9 @@ void check_output_file(const fs::path& file, const fs::path& model_dir, const st
               " exists and is not a regular file (a folder, link, FIFO or device); refusing to replace it");
   PBLLM_CHECK(!is_within(fs::weakly_canonical(plain_absolute(file)), fs::weakly_canonical(plain_absolute(model_dir))),
               where, " is inside the model being read; choose another file");
+  for (const fs::path& other : others)
+    PBLLM_CHECK(!is_within(fs::weakly_canonical(plain_absolute(file)), fs::weakly_canonical(plain_absolute(other))),
+                where, " is or is inside ", other.string(), ", which this run reads or writes; choose another file");
   check_parent_writable(file, where);
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <set>
 
 #include "pbllm/core/check.h"
 #include "pbllm/pack/packed_checkpoint.h"
@@ -24,7 +25,7 @@ pack::PackedLinears read_salient_masks(const fs::path& dir, double outlier_fract
   const fs::path file = dir / pack::kPackedWeightsFile;
   PBLLM_CHECK(fs::is_regular_file(file), "--masks ", dir.string(), " has no ", pack::kPackedWeightsFile,
               ": write one with pbllm-quantize MODEL DATASET xnor --salient_metric hessian --low_frac ",
-              1 - outlier_fraction, " --save ", dir.string(), " --format pb");
+              1 - outlier_fraction, " --save MASKS --format pb, then give --masks MASKS");
   const io::SafetensorsFile weights(file.string());
   const auto settings = weights.metadata().find("pbllm.settings");
   PBLLM_CHECK(settings != weights.metadata().end(), file.string(), ": no pbllm.settings metadata");
@@ -65,6 +66,10 @@ BinarizedModel::BinarizedModel(model::DecoderModel& model, BinarizationOptions o
   pack::PackedLinears masks;
   if (options_.selection == OutlierSelection::hessian) masks = read_salient_masks(options_.masks, options_.outlier_fraction);
   const std::string head = model.head_weight_name();
+  // pbllm-quantize quantizes (and packs) the layers' Linears only.
+  std::set<std::string> masked;
+  for (int64_t layer = 0; layer < model.num_layers(); ++layer)
+    for (const std::string& linear : model.linear_names()) masked.insert(model.linear_weight_name(layer, linear));
   const auto float_options = at::TensorOptions().dtype(at::kFloat).device(model.device());
   for (const std::string& name : model.all_linear_weight_names()) {
     const bool is_head = name == head;
@@ -74,7 +79,7 @@ BinarizedModel::BinarizedModel(model::DecoderModel& model, BinarizationOptions o
     linear.head = is_head;
     const at::Tensor w = model.weight(name).to(float_options, /*non_blocking=*/false, /*copy=*/true);
     PBLLM_CHECK(at::isfinite(w).all().item<bool>(), name, " holds NaN or infinite weights");
-    if (options_.selection == OutlierSelection::hessian && !is_head) {
+    if (options_.selection == OutlierSelection::hessian && masked.count(name)) {
       const auto found = masks.find(name);
       PBLLM_CHECK(found != masks.end(), "--masks ", options_.masks.string(), " has no salient mask for ", name,
                   ": quantize every Linear (no --minlayer / --maxlayer / --quant_only) of this model");
@@ -85,8 +90,9 @@ BinarizedModel::BinarizedModel(model::DecoderModel& model, BinarizationOptions o
       linear.outliers = pack::decode_mask(packed.mask_view()).to(model.device());
     } else {
       if (options_.selection == OutlierSelection::hessian)
-        log::info(str_cat("the head (", name, "): magnitude outliers (pbllm-quantize keeps the head as it is, so "
-                          "--masks has no mask for it; the reference falls back the same way)"));
+        log::info(str_cat(is_head ? "the head (" : "", name, is_head ? ")" : "",
+                          ": magnitude outliers (pbllm-quantize quantizes the layers' Linears only, so --masks has "
+                          "no mask for it; the reference falls back the same way)"));
       linear.outliers = magnitude_outliers(w, options_.outlier_fraction, name);
     }
     // As the reference's gen_outlier_mask: the scale from the original
@@ -156,17 +162,21 @@ at::Tensor BinarizedModel::tensor_for(const std::string& name) {
 
 at::Tensor BinarizedModel::weight_of(Linear& linear) {
   const bool per_row = options_.corrections.per_row_scale;
-  if (training_) {
-    // The reference's binarize_except_outliers in training mode.
-    linear.scale = binary_scale(linear.latent, linear.outliers, per_row);
-    return partially_binarized(linear.latent, linear.outliers, linear.scale, options_.train_outliers);
-  }
+  // Made once per change of the latent weights (each training step, the end
+  // of training). While training, the scale comes from the latent weights, as
+  // in each of the reference's training forwards (within a step they are the
+  // same); otherwise the kept one, or with fresh_scale a new one.
   if (!linear.made.defined()) {
     const at::NoGradGuard no_grad;
-    const at::Tensor scale =
-        options_.corrections.fresh_scale ? binary_scale(linear.latent, linear.outliers, per_row) : linear.scale;
+    if (training_) linear.scale = binary_scale(linear.latent, linear.outliers, per_row);
+    const at::Tensor scale = !training_ && options_.corrections.fresh_scale
+                                 ? binary_scale(linear.latent, linear.outliers, per_row)
+                                 : linear.scale;
     linear.made = partially_binarized(linear.latent.detach(), linear.outliers, scale, false);
   }
+  // The forwards that autograd follows (the recomputed layers) make it again, with the straight-through sign.
+  if (training_ && at::GradMode::is_enabled())
+    return partially_binarized(linear.latent, linear.outliers, linear.scale, options_.train_outliers);
   return linear.made;
 }
 
@@ -184,6 +194,12 @@ io::NamedTensors BinarizedModel::effective_weights(at::ScalarType dtype) {
 int64_t BinarizedModel::weights() const {
   int64_t count = 0;
   for (const Linear& linear : linears_) count += linear.latent.numel();
+  return count;
+}
+
+int64_t BinarizedModel::row_pointers() const {
+  int64_t count = 0;
+  for (const Linear& linear : linears_) count += linear.latent.size(0) + 1;
   return count;
 }
 

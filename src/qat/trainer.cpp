@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "pbllm/core/check.h"
 
@@ -59,7 +60,10 @@ std::string state_name(const char* kind, const std::string& name) { return str_c
 void TrainingOptions::validate() const {
   PBLLM_CHECK(steps >= 1, "--train_steps ", steps, " must be at least 1");
   PBLLM_CHECK(batch >= 1 && accumulation >= 1, "--batch_size and --gradient_accumulation_steps must be at least 1");
-  PBLLM_CHECK(std::isfinite(learning_rate) && learning_rate > 0, "--lr ", learning_rate, " must be positive");
+  PBLLM_CHECK(std::isfinite(learning_rate) && learning_rate > 0 && learning_rate <= 1, "--lr ", learning_rate,
+              " must be in (0, 1]");
+  PBLLM_CHECK(batch <= (int64_t{1} << 20) && accumulation <= (int64_t{1} << 20) && steps <= (int64_t{1} << 40),
+              "--batch_size, --gradient_accumulation_steps and --train_steps are limited to 2^20, 2^20 and 2^40");
   PBLLM_CHECK(warmup_fraction >= 0 && warmup_fraction < 1, "--warmup_ratio ", warmup_fraction, " is outside [0, 1)");
   PBLLM_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, "--weight_decay ", weight_decay, " must be >= 0");
   PBLLM_CHECK(std::isfinite(max_grad_norm) && max_grad_norm >= 0, "--max_grad_norm ", max_grad_norm, " must be >= 0");
@@ -110,11 +114,20 @@ double loss_and_gradients(const model::DecoderModel& model, const at::Tensor& id
 Trainer::Trainer(const model::DecoderModel& model, BinarizedModel& binarized, TrainingOptions options)
     : model_(model), binarized_(binarized), options_(options), parameters_(binarized.parameters()) {
   options_.validate();
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      parameters_, torch::optim::AdamWOptions(options_.learning_rate)
-                       .betas({0.9, 0.999})
-                       .eps(1e-8)
-                       .weight_decay(options_.weight_decay));
+  // Two groups, as the Trainer makes them: biases get no weight decay.
+  std::vector<at::Tensor> decayed, biases;
+  const auto& names = binarized.parameter_names();
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    (names[i].size() > 5 && names[i].compare(names[i].size() - 5, 5, ".bias") == 0 ? biases : decayed)
+        .push_back(parameters_[i]);
+  const auto adamw = [&](double weight_decay) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(options_.learning_rate).betas({0.9, 0.999}).eps(1e-8).weight_decay(weight_decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, adamw(options_.weight_decay));
+  if (!biases.empty()) groups.emplace_back(biases, adamw(0.0));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(options_.learning_rate));
 }
 
 Trainer::~Trainer() = default;
@@ -134,8 +147,9 @@ StepReport Trainer::step(const std::vector<std::vector<int32_t>>& windows) {
     const at::Tensor ids = window_batch(windows, micro * options_.batch, options_.batch);
     report.loss += loss_and_gradients(model_, ids, 1.0 / options_.accumulation) / options_.accumulation;
   }
-  report.grad_norm = options_.max_grad_norm > 0 ? torch::nn::utils::clip_grad_norm_(parameters_, options_.max_grad_norm)
-                                                : 0.0;
+  // Without clipping the norm is still measured (an infinite bound scales by 1).
+  report.grad_norm = torch::nn::utils::clip_grad_norm_(
+      parameters_, options_.max_grad_norm > 0 ? options_.max_grad_norm : std::numeric_limits<double>::infinity());
   optimizer_->step();
   binarized_.set_training(false);  // the weights the next evaluation or save uses
   report.step = ++steps_done_;
@@ -191,8 +205,14 @@ nlohmann::json Trainer::restore_state(const std::filesystem::path& file) {
   std::vector<at::Tensor> scales = binarized_.scales();
   for (size_t i = 0; i < scales.size(); ++i) scales[i] = tensor(str_cat("scale/", i), scales[i]);
   binarized_.set_scales(scales);
-  steps_done_ = state.at("steps_done").get<int64_t>();
-  return state.value("history", nlohmann::json());
+  const int64_t steps_done = state.at("steps_done").get<int64_t>();
+  const nlohmann::json history = state.value("history", nlohmann::json::array());
+  PBLLM_CHECK(steps_done >= 0 && steps_done <= options_.steps && history.is_array() &&
+                  static_cast<int64_t>(history.size()) == steps_done,
+              file.string(), ": it says ", steps_done, " steps of ", options_.steps, " are done, with ", history.size(),
+              " recorded");
+  steps_done_ = steps_done;
+  return history;
 }
 
 }  // namespace pbllm::qat

@@ -21,7 +21,7 @@ expect_error "xnor_outlier_hessian needs --masks DIR" "$QAT" "$STORIES" ptb --bi
 expect_error "--masks is for xnor_outlier_hessian only" "$QAT" "$STORIES" ptb --masks "$SCRATCH"
 expect_error "--masks $SCRATCH has no model.pb.safetensors" \
   "$QAT" "$STORIES" ptb --binarization_method xnor_outlier_hessian --masks "$SCRATCH" "${SHORT[@]}"
-expect_error "--lr -1 must be positive" "$QAT" "$STORIES" ptb --lr=-1
+expect_error "--lr -1 must be in (0, 1]" "$QAT" "$STORIES" ptb --lr=-1
 printf 'Once upon a time.' >"$SCRATCH/short.txt"
 expect_error "windows of 32" "$QAT" "$STORIES" "text:$SCRATCH/short.txt" "${SHORT[@]}"
 expect_error "the reference's dataset red_pajama is not available offline" "$QAT" "$STORIES" red_pajama
@@ -59,8 +59,26 @@ check "pbllm-eval of the saved folder gives the perplexity after QAT ($after)" \
 check "the report has 4 steps, both perplexities and the outliers" python3 -c "
 import json, sys; r = json.load(open('$SCRATCH/report.json'))
 sys.exit(not (len(r['steps']) == 4 and 'ptb' in r['perplexity_before'] and 'ptb' in r['perplexity_after'] and r['outliers'] > 0))"
+python3 "$SOURCE/scripts/plot_qat.py" "$SCRATCH/loss.png" "run=$SCRATCH/report.json" >/dev/null
+check "plot_qat.py draws the report's loss curve" test -s "$SCRATCH/loss.png"
+echo '{"steps": []}' >"$SCRATCH/empty.json"
+expect_error "empty.json: the report has no steps" python3 "$SOURCE/scripts/plot_qat.py" "$SCRATCH/x.png" "$SCRATCH/empty.json"
+expect_error "not a pbllm-qat --json report" python3 "$SOURCE/scripts/plot_qat.py" "$SCRATCH/x.png" "$SCRATCH/short.txt"
 check "no state folder left after a complete run" test ! -e "$SCRATCH/trained.pbllm-state"
 expect_error "is or contains the model being read" "$QAT" "$STORIES" ptb "${SHORT[@]}" --save "$STORIES"
+# Outputs never replace what the run reads or writes.
+expect_error "is or is inside $SCRATCH/trained, which this run reads or writes" \
+  "$QAT" "$STORIES" ptb "${SHORT[@]}" --save "$SCRATCH/trained" --json "$SCRATCH/trained/model.safetensors"
+cp "$SCRATCH/short.txt" "$SCRATCH/text.txt"
+expect_error "--json $SCRATCH/text.txt is or is inside" "$QAT" "$STORIES" "text:$SCRATCH/text.txt" --json "$SCRATCH/text.txt"
+expect_error "which this run reads; choose another folder" \
+  "$QAT" "$STORIES" ptb "${HESSIAN[@]}" --masks "$SCRATCH/masks" --save "$SCRATCH/masks"
+check "the masks are still there" test -s "$SCRATCH/masks/model.pb.safetensors"
+expect_error "is inside the pbllm state folder" "$QAT" "$STORIES" ptb --save "$SCRATCH/x.pbllm-state/sub"
+expect_error "--checkpoint_every needs --save" "$QAT" "$STORIES" ptb --checkpoint_every 5
+expect_error "--max-windows needs --eval" "$QAT" "$STORIES" ptb --max-windows 5
+expect_error "--lr 2 must be in (0, 1]" "$QAT" "$STORIES" ptb --lr 2
+expect_error "training tokens up front" "$QAT" "$STORIES" ptb --train_steps 1000000000 --seqlen 32
 
 # Killed after step 2 (checkpoints every step), then the same command: the uninterrupted run's weights.
 for signal in KILL TERM; do
@@ -80,6 +98,14 @@ for signal in KILL TERM; do
   check "SIG$signal: resumed weights equal the uninterrupted run's" \
     cmp "$SCRATCH/whole/model.safetensors" "$SCRATCH/cut-$signal/model.safetensors"
 done
+# Ctrl-C between checkpoints keeps the state after the last finished step.
+(cd "$SCRATCH" && PBLLM_TEST_SIGNAL="step:2:INT" "$QAT" "$STORIES" ptb "${SHORT[@]}" --checkpoint_every 3 \
+   --save int >int.out 2>int.err)
+check "SIGINT after step 2 of checkpoints every 3: exit 130" test $? -eq 130
+check "SIGINT: says the state after step 2 is kept" grep -q "the state after step 2 is kept in int.pbllm-state" "$SCRATCH/int.err"
+(cd "$SCRATCH" && "$QAT" "$STORIES" ptb "${SHORT[@]}" --checkpoint_every 3 --save int >int.out 2>int.err)
+check "SIGINT: the rerun resumes after step 2" grep -q "resumed after step 2" "$SCRATCH/int.out"
+check "SIGINT: resumed weights equal the uninterrupted run's" cmp "$SCRATCH/whole/model.safetensors" "$SCRATCH/int/model.safetensors"
 # A checkpoint of another command is refused, naming the change.
 (cd "$SCRATCH" && PBLLM_TEST_SIGNAL="step:1:KILL" "$QAT" "$STORIES" ptb "${SHORT[@]}" --save other >/dev/null 2>&1)
 expect_error "holds the kept state of a different run (--lr was 0.0001, now 0.001)" \

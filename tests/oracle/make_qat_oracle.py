@@ -28,9 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, get_cosine_schedule_with_warmup
+from transformers import get_cosine_schedule_with_warmup
 
-VOCAB = 96
+from make_hf_models import VOCAB, llama, opt, randomize  # the same tiny models and visible random weights
+
 SEQ = 16
 WINDOWS_PER_STEP = 4  # batch 2, accumulation 2
 BATCH = 2
@@ -88,22 +89,6 @@ class PartiallyBinarizedLinear(nn.Module):
         return F.linear(x, self.effective_weight(), self.bias)
 
 
-def opt(**overrides):
-    base = dict(vocab_size=VOCAB, hidden_size=32, ffn_dim=48, num_hidden_layers=2, num_attention_heads=4,
-                max_position_embeddings=64, word_embed_proj_dim=16, do_layer_norm_before=True,
-                pad_token_id=1, bos_token_id=2, eos_token_id=2)
-    base.update(overrides)
-    return OPTForCausalLM(OPTConfig(**base))
-
-
-def llama(**overrides):
-    base = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, rope_theta=10000.0,
-                tie_word_embeddings=True)
-    base.update(overrides)
-    return LlamaForCausalLM(LlamaConfig(**base))
-
-
 NONE = dict(zero_point=False, per_row_scale=False, fresh_scale=False, train_outlier=False, keep_head=False)
 ALL = dict(zero_point=True, per_row_scale=True, fresh_scale=True, train_outlier=True, keep_head=False)
 
@@ -114,17 +99,8 @@ CASES = {
     "llama_keep_head": (lambda: llama(tie_word_embeddings=False), dict(NONE, zero_point=True, keep_head=True),
                         0.1, 3, 1e-3),
     # OPT's dropout (0.1 in its configs, active under the Trainer) is off: pbllm-qat trains without it.
-    "opt_project_reference": (lambda: opt(dropout=0.0), NONE, 0.1, 3, 1e-3),
+    "opt_project_reference": (lambda: opt(dropout=0.0, word_embed_proj_dim=16), NONE, 0.1, 3, 1e-3),
 }
-
-
-def randomize(model):
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                parameter.copy_(1.0 + 0.2 * torch.randn_like(parameter))
-            else:
-                parameter.copy_(0.15 * torch.randn_like(parameter))
 
 
 def replace_linears(model, fraction, corrections):

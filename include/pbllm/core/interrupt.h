@@ -27,8 +27,19 @@ class Interrupted : public Error {
 void install_interrupt_handlers();
 // The signal received since the handlers were installed, else 0.
 int interrupt_signal();
-// Throws Interrupted when a signal has arrived.
+// Throws Interrupted when a signal has arrived (not while a DeferInterrupts lives).
 void check_interrupted();
+
+// While one lives on this thread, check_interrupted() does not throw: for the
+// write that keeps the finished work after a signal has arrived (a second
+// signal still ends the process at once).
+class DeferInterrupts {
+ public:
+  DeferInterrupts();
+  ~DeferInterrupts();
+  DeferInterrupts(const DeferInterrupts&) = delete;
+  DeferInterrupts& operator=(const DeferInterrupts&) = delete;
+};
 
 // Fault injection for the resume tests: with PBLLM_TEST_SIGNAL="<point>:<index>:<KILL|TERM|INT>"
 // in the environment, the process sends itself that signal when it reaches

@@ -15,6 +15,8 @@
 
 #include <filesystem>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace pbllm::io {
 
@@ -22,15 +24,20 @@ namespace pbllm::io {
 bool is_pbllm_output_file(const std::string& name);
 
 // Throws pbllm::Error naming `flag` (e.g. "--save") and the problem.
+// `other_inputs`: more files or folders the run reads (e.g. pbllm-qat's
+// --masks), which the folder must neither be nor contain. A folder inside a
+// pbllm state folder ("*.pbllm-state") is refused too.
 void check_output_folder(const std::filesystem::path& dir, const std::filesystem::path& model_dir, bool overwrite,
-                         const std::string& flag);
+                         const std::string& flag, const std::vector<std::filesystem::path>& other_inputs = {});
 
 // The same for a file a tool writes (--json FILE), replaced atomically: an
 // existing regular file may be replaced (the user named it); a folder, a
 // symbolic link, a FIFO or a device is refused, and so is a file inside the
 // model folder.
+// `others`: files and folders of the run (its inputs, its output folder)
+// that the file must neither be nor be inside.
 void check_output_file(const std::filesystem::path& file, const std::filesystem::path& model_dir,
-                       const std::string& flag);
+                       const std::string& flag, const std::vector<std::filesystem::path>& others = {});
 
 // `fill` writes the folder's files into the temporary folder it is given.
 void write_folder_atomically(const std::filesystem::path& dir,

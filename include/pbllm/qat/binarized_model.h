@@ -23,7 +23,9 @@
 namespace pbllm::qat {
 
 // xnor_outlier: magnitude outliers; xnor_outlier_hessian: the complement of
-// GPTQ-PB's binarized mask, i.e. its salient weights.
+// GPTQ-PB's binarized mask, i.e. its salient weights, for the layers'
+// Linears (the head and OPT's project_in / project_out, which pbllm-quantize
+// does not quantize, take magnitude outliers).
 enum class OutlierSelection { magnitude, hessian };
 OutlierSelection outlier_selection_from_method(const std::string& method);
 
@@ -51,9 +53,11 @@ class BinarizedModel {
   // that require grad), named as the checkpoint names them.
   const std::vector<std::string>& parameter_names() const { return parameter_names_; }
   std::vector<at::Tensor> parameters() const;
-  // Training: each forward recomputes each binary scale from the latent
-  // weights (and keeps it). Otherwise the weights are made once with the kept
-  // scales (or, with the fresh_scale correction, fresh ones) and reused.
+  // Says the latent weights changed (a step begins, or training ended).
+  // Training: each binary scale comes from the latent weights (and is kept),
+  // and forwards with autograd on get the straight-through weights. Otherwise
+  // the weights are made with the kept scales (or, with the fresh_scale
+  // correction, fresh ones). Either way they are made once until the next call.
   void set_training(bool training);
   // The kept binary scales, one per Linear in parameter order (a resumed run restores them).
   std::vector<at::Tensor> scales() const;
@@ -68,6 +72,8 @@ class BinarizedModel {
   int64_t binarized_linears() const { return static_cast<int64_t>(linears_.size()); }
   int64_t weights() const;
   int64_t outliers() const;
+  // rows + 1 summed over the Linears: a CSR layout's row pointers.
+  int64_t row_pointers() const;
   // Weights whose sign the 8-bit pass changed (the reference's wrap, see binarized_linear.h).
   int64_t sign_flips() const { return sign_flips_; }
 
@@ -75,7 +81,7 @@ class BinarizedModel {
   struct Linear {
     std::string weight_name, bias_name;  // bias_name empty without a bias
     at::Tensor latent, bias, outliers, scale;
-    at::Tensor made;  // not training: the weight made with `scale`, until it changes
+    at::Tensor made;  // the weight as computed with, without autograd, until set_training
     bool head = false;
   };
   at::Tensor tensor_for(const std::string& name);
