@@ -16,7 +16,8 @@
 //            salient_start[r]: the column in the low 16 bits; in the high 16
 //            the weight's value as the checkpoint holds it (bfloat16 or half
 //            bits) or, for a float32 checkpoint, its code (value = scale *
-//            (code - zero), float32 arithmetic as decoding). A list, not a
+//            (code - zero), or code * scale + offset on an affine grid,
+//            float32 arithmetic as decoding). A list, not a
 //            bitmap: walking a bitmap's set bits costs a mispredicted branch
 //            per word, a list is read 8 at a time (a gather of x). With the
 //            value in the word, the kernel neither converts a code nor
@@ -39,8 +40,10 @@
 
 namespace pbllm::kernels {
 
-// What the high 16 bits of a salient word hold (by the checkpoint's dtype).
-enum class SalientHigh : int32_t { code = 0, half = 1, bfloat16 = 2 };
+// What the high 16 bits of a salient word hold (by the checkpoint's dtype):
+// a float32 checkpoint's code, on a zero-point grid (value = scale * (code -
+// zero)) or an affine one (code * scale + offset, pbllm-qat's), or the value's bits.
+enum class SalientHigh : int32_t { code = 0, half = 1, bfloat16 = 2, affine_code = 3 };
 
 constexpr int64_t kGemvBlockRows = 8;  // rows per word of signs (one AVX2 lane each)
 constexpr int64_t kGemvTripletColumns = 3;
@@ -58,8 +61,8 @@ struct PackedGemvProblem {
   SalientHigh salient_high;
   const float* one_value;    // [groups, rows]: value of code 1
   const float* zero_value;   // [groups, rows]: value of code 0
-  const float* high_scale;   // [rows] (SalientHigh::code)
-  const float* high_zero;    // [rows] (SalientHigh::code)
+  const float* high_scale;   // [rows] (SalientHigh::code, affine_code)
+  const float* high_zero;    // [rows] (SalientHigh::code; affine_code: the offsets)
   const float* x;            // [columns]
   const float* group_sums;   // [groups]: sum of x over each group
   const float* triplet_sums;  // [groups * group_triplets][8]: entry b of triplet t = sum of its x over the bits of b

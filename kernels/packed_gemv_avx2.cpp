@@ -57,6 +57,8 @@ inline __m256 salient_values8(__m256i words, __m256 scale, __m256 zero) {
       const __m256 value = _mm256_mul_ps(_mm256_castsi256_ps(magnitude), _mm256_set1_ps(0x1p112f));
       return _mm256_or_ps(value, _mm256_castsi256_ps(_mm256_and_si256(words, sign)));
     }
+    case SalientHigh::affine_code:  // a product and a sum, not an FMA: decoding rounds twice
+      return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(words, 16)), scale), zero);
     case SalientHigh::code:
       break;
   }
@@ -176,6 +178,8 @@ void packed_gemv_blocks_avx2(const PackedGemvProblem& p, int64_t first, int64_t 
       return gemv_blocks_avx2<SalientHigh::half>(p, first, last);
     case SalientHigh::bfloat16:
       return gemv_blocks_avx2<SalientHigh::bfloat16>(p, first, last);
+    case SalientHigh::affine_code:
+      return gemv_blocks_avx2<SalientHigh::affine_code>(p, first, last);
     case SalientHigh::code:
       break;
   }

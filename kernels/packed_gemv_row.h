@@ -39,6 +39,8 @@ inline float salient_value(const PackedGemvProblem& p, int64_t row, uint32_t wor
       memcpy(&value, &bits, 4);
       return value;
     }
+    case SalientHigh::affine_code:
+      return static_cast<float>(high) * p.high_scale[row] + p.high_zero[row];
     case SalientHigh::code:
       break;
   }

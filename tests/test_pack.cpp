@@ -15,6 +15,7 @@
 #include "pbllm/pack/packed_gemv.h"
 #include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/quant/gptq_pb.h"
+#include "pbllm/qat/binarized_linear.h"
 #include "pbllm/quant/layer_driver.h"
 #include "packed_gemv_row.h"
 #include "random_layer.h"
@@ -188,6 +189,40 @@ TEST(PackedGemv, EqualsTheDecodedMatrixTimesX) {
   expect_gemv_equals_decoded(encode_linear(hand_made_xnor(), "hand-made"), "hand-made");
 }
 
+// pbllm-qat's weights: salient ones on the reference's 8-bit grid (code *
+// step + offset, the offset round(min) or min: no integer zero point holds
+// those floats), the rest sign(w) times a scale, in every checkpoint dtype;
+// decoded bit for bit, and the GEMV (float32: codes on the affine grid) equal.
+TEST(PackedLinear, AffineGridHoldsQatsEightBitValues) {
+  for (const at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16})
+    for (const bool unrounded : {false, true}) {
+      at::manual_seed(23);
+      at::Tensor W = (at::randn({40, 70}) * 0.7).to(dtype).to(at::kFloat);
+      W[3].fill_(0.3f);  // a row kept as it is (range 0)
+      const at::Tensor scale = at::rand({40, 1}) * 0.1;
+      QuantizedLinear q;
+      q.salient = at::rand({40, 70}) < 0.1;
+      q.salient[3][5] = true;
+      q.weight = at::where(q.salient, qat::weight_quant_8bit(W, unrounded), W.sign() * scale);
+      const qat::EightBitGrid grid = qat::eight_bit_grid(W, unrounded);
+      q.high_grid = HighGrid::affine;
+      q.high_scale = grid.step;
+      q.high_zero = grid.offset;
+      q.low_mean = at::zeros({1, 40});
+      q.low_scale = scale.view({1, 40});
+      q.dtype = dtype;
+      const std::string label = str_cat(at::toString(dtype), unrounded ? " min" : " round(min)");
+      const PackedLinear packed = encode_linear(q, label);
+      EXPECT_TRUE(packed.high_offset.defined() && !packed.high_zero.defined() && !packed.high_range.defined()) << label;
+      EXPECT_TRUE(at::equal(decode_linear(packed), q.weight.to(dtype).to(at::kFloat))) << label;
+      expect_gemv_equals_decoded(packed, label);
+      // The same values on GPTQ-PB's zero-point grid of that step: not held exactly.
+      q.high_grid = HighGrid::zero_point;
+      q.high_zero = at::round(-grid.offset / grid.step);
+      EXPECT_ERROR_CONTAINS(encode_linear(q, label), "is salient but not on its row's 8-bit grid");
+    }
+}
+
 TEST(PackedGemv, HalfBitsToFloatEqualsTorch) {
   // Every finite half (exponent field below 31): zeros, subnormals, normals, both signs.
   const at::Tensor bits = at::arange(0, 65536, at::kInt).to(at::kShort);
@@ -284,10 +319,25 @@ TEST(PackedCheckpoint, CorruptFilesAreClearErrors) {
     set_tensor(t, "w.pb.zero_sign_values", at::zeros({0}));
   });
   EXPECT_ERROR_CONTAINS(read("zero_sign_values"), "w: tensor 'zero_sign_values' is Float [0], expected Float [1]");
-  write_packed_folder(scratch / "version", [](auto&, auto& m) { m["pbllm.format_version"] = "3"; });
-  EXPECT_ERROR_CONTAINS(read("version"), "packed format version 3 is not the one this pbllm reads (2)");
+  write_packed_folder(scratch / "version", [](auto&, auto& m) { m["pbllm.format_version"] = "4"; });
+  EXPECT_ERROR_CONTAINS(read("version"), "packed format version 4 is not one this pbllm reads (2 to 3)");
   write_packed_folder(scratch / "version1", [](auto&, auto& m) { m["pbllm.format_version"] = "1"; });
-  EXPECT_ERROR_CONTAINS(read("version1"), "packed format version 1 is not the one this pbllm reads (2)");
+  EXPECT_ERROR_CONTAINS(read("version1"), "packed format version 1 is not one this pbllm reads (2 to 3)");
+  write_packed_folder(scratch / "version3", [](auto&, auto& m) { m["pbllm.format_version"] = "3"; });
+  EXPECT_TRUE(at::equal(decode_linear(*read("version3").at("w")), hand_made_xnor().weight));
+  write_packed_folder(scratch / "affine_in_2", [](auto&, auto& m) { edit_linear_metadata(m, "high_grid", "affine"); });
+  EXPECT_ERROR_CONTAINS(read("affine_in_2"), "an affine high-bit grid in a format version 2 file");
+  write_packed_folder(scratch / "grid_name", [](auto&, auto& m) { edit_linear_metadata(m, "high_grid", "log"); });
+  EXPECT_ERROR_CONTAINS(read("grid_name"), "high-bit grid \"log\" is not zero_point or affine");
+  write_packed_folder(scratch / "affine_without_offset", [](auto&, auto& m) {
+    m["pbllm.format_version"] = "3";
+    edit_linear_metadata(m, "high_grid", "affine");
+  });
+  EXPECT_ERROR_CONTAINS(read("affine_without_offset"), "an affine high-bit grid has no 'high_zero' or 'high_range'");
+  write_packed_folder(scratch / "offset_in_zero_point", [](io::NamedTensors& t, auto&) {
+    t.emplace_back("w.pb.high_offset", at::zeros({2}));
+  });
+  EXPECT_ERROR_CONTAINS(read("offset_in_zero_point"), "tensor 'high_offset' belongs to an affine high-bit grid");
   write_packed_folder(scratch / "shape", [](auto&, auto& m) { edit_linear_metadata(m, "shape", {80, 4}); });
   EXPECT_ERROR_CONTAINS(read("shape"), "w: tensor 'mask_index' is Long [2, 2], expected Long [3, 2]");
   write_packed_folder(scratch / "method", [](auto&, auto& m) { edit_linear_metadata(m, "method", "sign"); });
@@ -404,7 +454,7 @@ TEST(PackedCheckpoint, RefusesFoldersThatAreNotOneModel) {
   io::copy_model_side_files(checkpoint.dir(), scratch / "embed");
   save_packed_safetensors(scratch / "embed" / kPackedWeightsFile, plain, packed, {{"note", "test"}});
   EXPECT_ERROR_CONTAINS(model::DecoderModel::load(io::Checkpoint::open((scratch / "embed").string()), at::kCPU),
-                        "'model.embed_tokens.weight' is stored as a packed Linear but is not a decoder layer's");
+                        "'model.embed_tokens.weight' is stored as a packed Linear but is not a Linear weight of the model");
   // Both a plain and a packed weights file: one is stale.
   std::filesystem::copy_file(checkpoint.dir() / "model.safetensors", scratch / "embed" / "model.safetensors");
   EXPECT_ERROR_CONTAINS(io::Checkpoint::open((scratch / "embed").string()),

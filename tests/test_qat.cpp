@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "pbllm/io/checkpoint.h"
+#include "pbllm/io/hf_export.h"
 #include "pbllm/io/safetensors.h"
 #include "pbllm/model/decoder.h"
 #include "pbllm/qat/binarized_linear.h"
@@ -189,6 +190,76 @@ TEST(Qat, ResumedTrainingGoesOnBitForBit) {
   for (size_t i = 0; i < ea.size(); ++i) EXPECT_TRUE(at::equal(ea[i].second, eb[i].second)) << ea[i].first;
 }
 
+// Every packed Linear decodes to the weight the fake-quant folder saves (in
+// the checkpoint's dtype), bit for bit.
+void expect_packed_equal_saved(BinarizedModel& binarized, const model::DecoderModel& model, const std::string& label) {
+  const pack::PackedLinears packed = binarized.packed_linears();
+  int64_t compared = 0;
+  for (const auto& [name, weight] : binarized.effective_weights(at::kFloat)) {
+    const auto found = packed.find(name);
+    if (found == packed.end()) continue;  // biases
+    const at::ScalarType dtype = found->second->dtype;
+    EXPECT_EQ(dtype, (model.weights().count(name) ? model.weight(name) : model.weight(model.head_weight_name())).scalar_type());
+    EXPECT_TRUE(at::equal(pack::decode_linear(*found->second), weight.to(dtype).to(at::kFloat))) << label << " " << name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, binarized.binarized_linears()) << label;
+}
+
+// The folders pbllm-qat --save writes, fake-quant and packed, loaded back:
+// the same logits for a window (decoded weights, bit for bit) and nearly for
+// one token (every Linear's packed GEMV: the head's and OPT's project_in /
+// project_out too).
+void expect_saved_folders_compute_alike(BinarizedModel& binarized, const io::Checkpoint& source,
+                                        const std::filesystem::path& scratch, const std::string& label) {
+  nlohmann::json report = nlohmann::json::object();
+  save_trained_model(binarized, source, scratch / "hf", false, {{"note", "test"}}, report);
+  save_trained_model(binarized, source, scratch / "pb", true, {{"note", "test"}}, report);
+  EXPECT_GT(report.at("size").at("linear_bits_per_weight").get<double>(), 1) << label;
+  auto hf = model::DecoderModel::load(io::Checkpoint::open((scratch / "hf").string()), at::kCPU);
+  auto pb = model::DecoderModel::load(io::Checkpoint::open((scratch / "pb").string()), at::kCPU);
+  EXPECT_EQ(static_cast<int64_t>(pb->packed_linears().size()), binarized.binarized_linears()) << label;
+  const at::Tensor ids = at::randint(0, hf->config().vocab_size, {1, 24}, at::TensorOptions().dtype(at::kLong));
+  EXPECT_TRUE(at::equal(hf->forward(ids), pb->forward(ids))) << label;
+  const at::Tensor one = ids.slice(1, 0, 1), expected = hf->forward(one);
+  EXPECT_LT((pb->forward(one) - expected).abs().max().item<double>(), 1e-4 * expected.abs().max().item<double>())
+      << label;
+}
+
+TEST(Qat, PackedLinearsDecodeToTheSavedWeights) {
+  const auto source = io::Checkpoint::open(source_path("data/stories260K").string());
+  const at::Tensor ids = at::randint(0, 512, {4, 24}, at::TensorOptions().dtype(at::kLong));
+  ScratchDir scratch;
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    // stories260K as a checkpoint of that dtype.
+    io::NamedTensors tensors;
+    for (const std::string& name : source.tensor_names()) tensors.emplace_back(name, source.tensor(name).to(dtype));
+    const auto dir = scratch / at::toString(dtype);
+    io::save_hf_directory(source.dir(), dir, tensors, {});
+    const auto checkpoint = io::Checkpoint::open(dir.string());
+    for (const bool corrected : {false, true}) {
+      auto model = model::DecoderModel::load(checkpoint, at::kCPU, at::kFloat);
+      BinarizationOptions binarization;
+      binarization.corrections.zero_point = binarization.corrections.per_row_scale = corrected;
+      BinarizedModel binarized(*model, binarization);
+      TrainingOptions training;
+      training.steps = 1;
+      training.batch = 2;
+      training.accumulation = 2;
+      training.learning_rate = 1e-3;
+      Trainer(*model, binarized, training).step(windows_of(ids, 0, 4));  // the latent weights move
+      const std::string label = str_cat(at::toString(dtype), corrected ? " corrected" : "");
+      expect_packed_equal_saved(binarized, *model, label);
+      expect_saved_folders_compute_alike(binarized, checkpoint, dir / (corrected ? "corrected" : "reference"), label);
+    }
+  }
+  auto model = model::DecoderModel::load(source, at::kCPU, at::kFloat);
+  BinarizationOptions binarization;
+  binarization.train_outliers = true;
+  BinarizedModel trained_outliers(*model, binarization);
+  EXPECT_ERROR_CONTAINS(trained_outliers.packed_linears(), "trained outliers are off their 8-bit grid");
+}
+
 // --- against oracle/make_qat_oracle.py -------------------------------------
 
 std::filesystem::path qat_oracle_dir() {
@@ -302,6 +373,10 @@ TEST_P(QatOracle, StepsEqualTheReferenceModuleInPythonTorch) {
     EXPECT_GT((weight - expected).abs().le(1e-5 * expected.abs().max()).to(at::kFloat).mean().item<double>(), 0.995)
         << name;
   }
+  if (binarization.train_outliers) return;
+  expect_packed_equal_saved(binarized, *model, GetParam());
+  ScratchDir scratch;
+  expect_saved_folders_compute_alike(binarized, checkpoint, scratch.path(), GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, QatOracle,

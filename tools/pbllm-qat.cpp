@@ -33,7 +33,7 @@ namespace {
 using pbllm::str_cat;
 
 struct Arguments {
-  std::string model, dataset, method = "xnor_outlier", masks, data_dir, save, eval, json, device = "cpu";
+  std::string model, dataset, method = "xnor_outlier", masks, data_dir, save, eval, json, device = "cpu", format = "hf";
   int64_t seqlen = 0, max_windows = 0, checkpoint_every = 50;
   int64_t seed = 0;
   bool save_given = false, eval_given = false, overwrite = false, restart = false;
@@ -79,6 +79,9 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--data-dir,--data_dir", a.data_dir, "dataset folder (default: $PBLLM_DATA, else the bundled data/)");
   app.add_option("--device", a.device, "cpu, cuda or cuda:N (CUDA trains with bf16 autocast)");
   app.add_option("--save", a.save, "write the trained model as a Hugging Face folder (fake-quant weights)");
+  app.add_option("--format", a.format,
+                 "--save as hf (fake-quant weights in the checkpoint's dtype) or pb (packed: 8-bit outliers, 1-bit rest)")
+      ->check(CLI::IsMember({"hf", "pb"}));
   app.add_flag("--overwrite", a.overwrite, "let --save replace a non-empty folder that is not an earlier pbllm output");
   app.add_option("--checkpoint_every,--checkpoint-every", a.checkpoint_every,
                  "with --save: keep the training state every N steps in DIR.pbllm-state (0: only on Ctrl-C / SIGTERM)")
@@ -100,7 +103,7 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
           {"seqlen", seqlen}, {"seed", a.seed}, {"train_outlier", b.train_outliers},
           {"zero_point_unrounded", b.corrections.zero_point}, {"per_row_scale", b.corrections.per_row_scale},
           {"fresh_scale", b.corrections.fresh_scale}, {"keep_head", b.corrections.keep_head}, {"device", a.device},
-          {"max_windows", a.max_windows}};
+          {"max_windows", a.max_windows}, {"format", a.format}};
 }
 
 // What decides the trained weights, for the state folder: a resumed run must be the same run.
@@ -109,6 +112,7 @@ nlohmann::json run_manifest(const Arguments& a, int64_t seqlen, const pbllm::io:
   nlohmann::json arguments = arguments_json(a, seqlen);
   arguments.erase("model");
   arguments.erase("max_windows");
+  arguments.erase("format");
   nlohmann::json files;
   const nlohmann::json model_files = pbllm::quant::model_file_hashes(checkpoint);  // outlives the loop
   for (const auto& [name, hash] : model_files.items()) files["model's " + name] = hash;
@@ -161,27 +165,6 @@ nlohmann::json evaluate(const pbllm::model::DecoderModel& model, const pbllm::to
   return pbllm::eval::results_json(results);
 }
 
-// The trained model as a Hugging Face folder: the binarized Linears' weights
-// in the checkpoint's dtypes, the rest as loaded; a binarized tied head is
-// saved as lm_head.weight with tie_word_embeddings false.
-void save_model(const pbllm::io::Checkpoint& source, const pbllm::model::DecoderModel& model,
-                pbllm::qat::BinarizedModel& binarized, const std::filesystem::path& dir, const nlohmann::json& report) {
-  std::map<std::string, at::Tensor> tensors = model.weights();
-  const at::ScalarType head_dtype = model.weight(model.head_weight_name()).scalar_type();
-  for (auto& [name, tensor] : binarized.effective_weights(at::kFloat)) {
-    const auto stored = tensors.find(name);
-    tensors[name] = tensor.to(stored != tensors.end() ? stored->second.scalar_type() : head_dtype);
-  }
-  std::map<std::string, std::string> extra = {{"report.json", report.dump(2) + "\n"}};
-  if (binarized.unties_head()) {
-    nlohmann::json config = source.config();
-    config["tie_word_embeddings"] = false;
-    extra["config.json"] = config.dump(2) + "\n";
-  }
-  pbllm::io::save_hf_directory(source.dir(), dir, pbllm::io::NamedTensors(tensors.begin(), tensors.end()), extra);
-  std::printf("saved %s\n", dir.c_str());
-}
-
 // Added to an error or interruption once a checkpoint is kept: how to go on.
 std::string resume_note(const pbllm::quant::RunState* state, int64_t kept_step) {
   if (state == nullptr || kept_step == 0) return "";
@@ -216,9 +199,12 @@ int main(int argc, char** argv) {
     a.training.validate();
     a.save_given = app.count("--save") > 0;
     PBLLM_CHECK(!a.save_given || !a.save.empty(), "--save needs a folder name");
-    for (const char* flag : {"--checkpoint_every", "--restart", "--overwrite"})
+    for (const char* flag : {"--checkpoint_every", "--restart", "--overwrite", "--format"})
       PBLLM_CHECK(a.save_given || app.count(flag) == 0, flag, " needs --save");
     PBLLM_CHECK(a.eval_given || app.count("--max-windows") == 0, "--max-windows needs --eval");
+    PBLLM_CHECK(a.format != "pb" || (!a.binarization.train_outliers && a.training.weight_decay == 0),
+                "--format pb stores the outliers as codes of their frozen 8-bit grid; --train_outlier and "
+                "--weight_decay move them off it: save with --format hf");
     PBLLM_CHECK(a.dataset != "red_pajama" && a.dataset != "Abirate/english_quotes", "the reference's dataset ",
                 a.dataset, " is not available offline (pbllm downloads nothing): save its text to a file and give "
                 "text:PATH, or train on ptb, wikitext2 or c4");
@@ -349,7 +335,11 @@ int main(int argc, char** argv) {
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (a.save_given) {
       pbllm::io::check_output_folder(a.save, checkpoint.dir(), a.overwrite, "--save", inputs);  // again: hours have passed
-      save_model(checkpoint, *model, binarized, a.save, report);
+      nlohmann::json settings = report.at("arguments");
+      settings["tool"] = "pbllm-qat";
+      settings["pbllm_version"] = PBLLM_VERSION;
+      std::printf("%s", pbllm::qat::save_trained_model(binarized, checkpoint, a.save, a.format == "pb", settings, report)
+                            .c_str());
     }
     if (!a.json.empty()) write_json(a.json, report);
     if (state) state->remove();  // the run is complete

@@ -180,42 +180,16 @@ void write_report(const std::filesystem::path& path, const nlohmann::json& repor
 nlohmann::json packed_settings(const Arguments& a) {
   return {{"method", a.method}, {"low_frac", a.gptq.low_frac}, {"high_bit", a.gptq.high_bit},
           {"groupsize", a.gptq.groupsize}, {"salient_metric", a.metric}, {"command", a.command},
-          {"pbllm_version", PBLLM_VERSION},
-          {"layout", "per Linear W: W.pb.mask = Golomb-Rice gaps between salient positions, row-major, restarting "
-                     "every 64 rows (W.pb.mask_index: first bit and salient count before each block); "
-                     "W.pb.low_codes / W.pb.high_codes = codes LSB-first in row-major order of the non-salient / "
-                     "salient weights; W.pb.high_range = per row (low, high) in the checkpoint's dtype with "
-                     "scale = (high - low) / maxq, zero = round(-low / scale), else W.pb.high_scale, high_zero per "
-                     "row; W.pb.low_values = xnor's values of codes 0 and 1 per (group, row) in the checkpoint's "
-                     "dtype; W.pb.low_scale, low_zero per (group, row) for the other methods; W.pb.zero_signs, "
-                     "zero_sign_values = xnor weights equal to their mean, and their values"}};
+          {"pbllm_version", PBLLM_VERSION}};
 }
 
-// Writes --save DIR in the chosen format, then measures the saved file (read
-// back through the loader, which checks it) and records the sizes in report.json.
+// Writes --save DIR in the chosen format, measured and with the sizes in report.json.
 void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const pbllm::model::DecoderModel& model,
                 const pbllm::pack::PackedLinears& packed, const std::filesystem::path& dir, nlohmann::json& report) {
   const pbllm::io::NamedTensors tensors(model.weights().begin(), model.weights().end());
-  const std::map<std::string, std::string> report_file = {{"report.json", report.dump(2) + "\n"}};
-  if (a.format == "pb") {
-    pbllm::io::save_model_directory(
-        source.dir(), dir,
-        [&](const std::filesystem::path& folder) {
-          pbllm::pack::save_packed_safetensors(folder / pbllm::pack::kPackedWeightsFile, tensors, packed,
-                                               packed_settings(a));
-        },
-        report_file);
-  } else {
-    pbllm::io::save_hf_directory(source.dir(), dir, tensors, report_file);
-  }
-  const auto saved = pbllm::io::Checkpoint::open(dir.string());
-  const auto size = pbllm::pack::measure_model_size(saved, pbllm::pack::read_packed_linears(saved),
-                                                    model.parameter_count());
-  const auto source_size = pbllm::pack::measure_model_size(source, {}, model.parameter_count());
-  std::printf("saved %s\n%s", dir.c_str(), pbllm::pack::format_model_size(size, &source_size).c_str());
-  report["size"] = size.to_json();
-  report["source_size"] = source_size.to_json();
-  write_report(dir / "report.json", report);
+  std::printf("%s", pbllm::pack::save_model_folder(source, dir, tensors, a.format == "pb" ? &packed : nullptr,
+                                                    packed_settings(a), {}, model.parameter_count(), report)
+                        .c_str());
 }
 
 // Calibration, the layer-by-layer quantization (kept in `state` as it goes),

@@ -42,12 +42,13 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoin
   } else {
     model = std::make_unique<LlamaModel>(config, std::move(weights), device, source);
   }
-  std::set<std::string> linear_weights;
-  for (int64_t layer = 0; layer < model->num_layers(); ++layer)
-    for (const std::string& linear : model->linear_names()) linear_weights.insert(model->linear_weight_name(layer, linear));
+  const std::vector<std::string> names = model->all_linear_weight_names();
+  std::set<std::string> linear_weights(names.begin(), names.end());
+  // A tied head is the input embedding, which lookups read as stored.
+  if (model->head_weight_name() != "lm_head.weight") linear_weights.erase(model->head_weight_name());
   for (const auto& [name, linear] : packed)
-    PBLLM_CHECK(linear_weights.count(name), source, ": '", name, "' is stored as a packed Linear but is not a decoder ",
-                "layer's Linear weight (such as ", model->linear_weight_name(0, model->linear_names().at(0)), ")");
+    PBLLM_CHECK(linear_weights.count(name), source, ": '", name, "' is stored as a packed Linear but is not a Linear ",
+                "weight of the model (such as ", names.front(), " or ", names.back(), ")");
   model->packed_ = std::move(packed);
   if (compute_dtype) model->set_compute_dtype(*compute_dtype);
   return model;
@@ -102,7 +103,14 @@ at::Tensor DecoderModel::forward(const at::Tensor& ids, KvCache* cache) const {
 }
 
 at::Tensor DecoderModel::head(const at::Tensor& hidden) const {
-  return at::linear(head_input(hidden), param(head_weight_name())).to(at::kFloat);
+  return outer_linear(head_weight_name(), head_input(hidden)).to(at::kFloat);
+}
+
+at::Tensor DecoderModel::outer_linear(const std::string& weight_name, const at::Tensor& x) const {
+  const std::string prefix = weight_name.substr(0, weight_name.size() - std::string(".weight").size());
+  if (!parameter_source_)
+    if (at::Tensor y = packed_product(prefix, x); y.defined()) return y;
+  return at::linear(x, param(weight_name));
 }
 
 at::Tensor DecoderModel::target_nll(const at::Tensor& hidden, const at::Tensor& targets, int64_t chunk_rows) const {

@@ -70,7 +70,7 @@ at::Tensor OptModel::embed(const at::Tensor& ids, int64_t first_position) const 
               config_.max_position_embeddings, " positions this OPT model has");
   at::Tensor hidden = embedding_rows(decoder_ + "embed_tokens.weight", ids);
   if (config_.word_embed_proj_dim != config_.hidden_size)
-    hidden = at::linear(hidden, param(decoder_ + "project_in.weight"));
+    hidden = outer_linear(decoder_ + "project_in.weight", hidden);
   const at::Tensor rows = at::arange(first_position + kPositionOffset, end + kPositionOffset, at::kLong).unsqueeze(0);
   return hidden + embedding_rows(decoder_ + "embed_positions.weight", rows);
 }
@@ -101,7 +101,7 @@ at::Tensor OptModel::head_input(const at::Tensor& hidden) const {
   at::Tensor x = hidden;
   if (config_.do_layer_norm_before && !config_.remove_final_layer_norm)
     x = layer_norm(x, decoder_ + "final_layer_norm");
-  if (config_.word_embed_proj_dim != config_.hidden_size) x = at::linear(x, param(decoder_ + "project_out.weight"));
+  if (config_.word_embed_proj_dim != config_.hidden_size) x = outer_linear(decoder_ + "project_out.weight", x);
   return x;
 }
 

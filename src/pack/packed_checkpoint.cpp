@@ -5,6 +5,8 @@
 #include <type_traits>
 
 #include "pbllm/core/check.h"
+#include "pbllm/io/atomic_file.h"
+#include "pbllm/io/hf_export.h"
 
 namespace pbllm::pack {
 namespace fs = std::filesystem;
@@ -13,14 +15,36 @@ namespace {
 
 constexpr const char* kSeparator = ".pb.";
 
+// What the format says, for the metadata ("pbllm.settings" "layout").
+constexpr const char* kLayout =
+    "per Linear W: W.pb.mask = Golomb-Rice gaps between salient positions, row-major, restarting every 64 rows "
+    "(W.pb.mask_index: first bit and salient count before each block); W.pb.low_codes / W.pb.high_codes = codes "
+    "LSB-first in row-major order of the non-salient / salient weights; the high-bit grid per row: for \"high_grid\" "
+    "zero_point (the default) value = scale * (code - zero), W.pb.high_range = (low, high) in the checkpoint's dtype "
+    "with scale = (high - low) / maxq, zero = round(-low / scale), else W.pb.high_scale, high_zero; for "
+    "\"high_grid\" affine (format version 3) value = code * high_scale + high_offset; float32 arithmetic, then the "
+    "checkpoint's dtype; W.pb.low_values = xnor's values of codes 0 and 1 per (group, row) in the checkpoint's "
+    "dtype; W.pb.low_scale, low_zero per (group, row) for the other methods; W.pb.zero_signs, zero_sign_values = "
+    "xnor weights equal to their mean, and their values";
+
+// The format version of a file with these Linears: 3 only where an affine
+// high-bit grid needs it, so a pbllm that reads version 2 still reads the rest.
+int format_version(const PackedLinears& packed) {
+  for (const auto& [name, linear] : packed)
+    if (linear->high_grid == HighGrid::affine) return kPackedFormatVersion;
+  return 2;
+}
+
 nlohmann::json linear_metadata(const PackedLinear& p) {
-  return {{"shape", {p.rows, p.columns}},
-          {"group_columns", p.group_columns},
-          {"dtype", io::safetensors_dtype_name(p.dtype)},
-          {"method", low_bit_method_traits(p.method).name},
-          {"high_bit", p.high_bit},
-          {"rice_k", p.rice_k},
-          {"salient", p.salient}};
+  nlohmann::json entry = {{"shape", {p.rows, p.columns}},
+                          {"group_columns", p.group_columns},
+                          {"dtype", io::safetensors_dtype_name(p.dtype)},
+                          {"method", low_bit_method_traits(p.method).name},
+                          {"high_bit", p.high_bit},
+                          {"rice_k", p.rice_k},
+                          {"salient", p.salient}};
+  if (p.high_grid != HighGrid::zero_point) entry["high_grid"] = high_grid_name(p.high_grid);
+  return entry;
 }
 
 // metadata[key] parsed as JSON; errors name the file and the key.
@@ -48,7 +72,7 @@ T field(const nlohmann::json& entry, const char* key, const std::string& where) 
 }
 
 PackedLinear packed_from_metadata(const io::SafetensorsFile& source, const std::string& name,
-                                  const nlohmann::json& entry, const std::string& file) {
+                                  const nlohmann::json& entry, const std::string& file, int version) {
   const std::string where = str_cat(file, ": Linear ", name);
   PackedLinear p;
   p.name = str_cat(file, ": ", name);
@@ -62,6 +86,11 @@ PackedLinear packed_from_metadata(const io::SafetensorsFile& source, const std::
   p.high_bit = field<int>(entry, "high_bit", where);
   p.rice_k = field<int>(entry, "rice_k", where);
   p.salient = field<int64_t>(entry, "salient", where);
+  if (entry.contains("high_grid")) {
+    p.high_grid = high_grid_from_name(field<std::string>(entry, "high_grid", where), where);
+    PBLLM_CHECK(version >= 3 || p.high_grid == HighGrid::zero_point, where, ": an ", high_grid_name(p.high_grid),
+                " high-bit grid in a format version ", version, " file (it came with version 3)");
+  }
   auto tensor = [&](const char* suffix) {
     const std::string key = name + kSeparator + suffix;
     return source.contains(key) ? source.tensor(key) : at::Tensor();
@@ -73,6 +102,7 @@ PackedLinear packed_from_metadata(const io::SafetensorsFile& source, const std::
   p.high_scale = tensor("high_scale");
   p.high_zero = tensor("high_zero");
   p.high_range = tensor("high_range");
+  p.high_offset = tensor("high_offset");
   p.low_scale = tensor("low_scale");
   p.low_zero = tensor("low_zero");
   p.low_values = tensor("low_values");
@@ -89,6 +119,8 @@ bool is_packed_tensor_name(const std::string& name) { return name.find(kSeparato
 void save_packed_safetensors(const fs::path& path, const io::NamedTensors& plain, const PackedLinears& packed,
                              const nlohmann::json& settings) {
   io::NamedTensors tensors;
+  nlohmann::json with_layout = settings;
+  with_layout["layout"] = kLayout;
   nlohmann::json linears = nlohmann::json::object();
   for (const auto& [name, tensor] : plain)
     if (!packed.count(name)) tensors.emplace_back(name, tensor);
@@ -99,8 +131,8 @@ void save_packed_safetensors(const fs::path& path, const io::NamedTensors& plain
   io::save_safetensors(path.string(), tensors,
                        {{"format", "pt"},
                         {"pbllm.format", "pb"},
-                        {"pbllm.format_version", std::to_string(kPackedFormatVersion)},
-                        {"pbllm.settings", settings.dump()},
+                        {"pbllm.format_version", std::to_string(format_version(packed))},
+                        {"pbllm.settings", with_layout.dump()},
                         {"pbllm.linears", linears.dump()}});
 }
 
@@ -115,14 +147,17 @@ PackedLinears read_packed_linears(const io::SafetensorsFile& file) {
   auto format = metadata.find("pbllm.format");
   PBLLM_CHECK(format != metadata.end() && format->second == "pb", file.path(),
               ": not a pbllm packed checkpoint (__metadata__ \"pbllm.format\" is not \"pb\")");
-  auto version = metadata.find("pbllm.format_version");
-  PBLLM_CHECK(version != metadata.end() && version->second == std::to_string(kPackedFormatVersion), file.path(),
-              ": packed format version ", version == metadata.end() ? "(none)" : version->second,
-              " is not the one this pbllm reads (", kPackedFormatVersion, "); use the pbllm that wrote it");
+  auto version_entry = metadata.find("pbllm.format_version");
+  int version = 0;
+  for (int known = 2; known <= kPackedFormatVersion; ++known)
+    if (version_entry != metadata.end() && version_entry->second == std::to_string(known)) version = known;
+  PBLLM_CHECK(version != 0, file.path(), ": packed format version ",
+              version_entry == metadata.end() ? "(none)" : version_entry->second,
+              " is not one this pbllm reads (2 to ", kPackedFormatVersion, "); use the pbllm that wrote it");
   const nlohmann::json linears = metadata_json(file, "pbllm.linears");
   PBLLM_CHECK(linears.is_object(), file.path(), ": __metadata__ \"pbllm.linears\" is not an object");
   for (const auto& [name, entry] : linears.items())
-    packed[name] = std::make_shared<const PackedLinear>(packed_from_metadata(file, name, entry, file.path()));
+    packed[name] = std::make_shared<const PackedLinear>(packed_from_metadata(file, name, entry, file.path(), version));
   for (const std::string& name : file.names()) {
     if (!is_packed_tensor_name(name)) continue;
     const size_t separator = name.find(kSeparator);
@@ -234,6 +269,28 @@ std::string format_model_size(const ModelSize& size, const ModelSize* source) {
                 8.0 * t.high_bytes / w, 8.0 * t.parameter_bytes / w, 8.0 * size.header_bytes / w);
   text += line;
   return text;
+}
+
+std::string save_model_folder(const io::Checkpoint& source, const fs::path& dir, const io::NamedTensors& tensors,
+                              const PackedLinears* packed, const nlohmann::json& settings,
+                              std::map<std::string, std::string> extra_files, int64_t parameters,
+                              nlohmann::json& report) {
+  extra_files["report.json"] = report.dump(2) + "\n";
+  if (packed != nullptr) {
+    io::save_model_directory(
+        source.dir(), dir,
+        [&](const fs::path& folder) { save_packed_safetensors(folder / kPackedWeightsFile, tensors, *packed, settings); },
+        extra_files);
+  } else {
+    io::save_hf_directory(source.dir(), dir, tensors, extra_files);
+  }
+  const auto saved = io::Checkpoint::open(dir.string());
+  const ModelSize size = measure_model_size(saved, read_packed_linears(saved), parameters);
+  const ModelSize source_size = measure_model_size(source, {}, parameters);
+  report["size"] = size.to_json();
+  report["source_size"] = source_size.to_json();
+  io::write_file_atomically((dir / "report.json").string(), [&](std::ostream& out) { out << report.dump(2) << "\n"; });
+  return str_cat("saved ", dir.string(), "\n", format_model_size(size, &source_size));
 }
 
 }  // namespace pbllm::pack

@@ -10,18 +10,18 @@
 namespace pbllm::pack {
 namespace {
 
-kernels::SalientHigh salient_high_of(at::ScalarType dtype) {
+kernels::SalientHigh salient_high_of(at::ScalarType dtype, HighGrid grid) {
   if (dtype == at::kHalf) return kernels::SalientHigh::half;
   if (dtype == at::kBFloat16) return kernels::SalientHigh::bfloat16;
-  return kernels::SalientHigh::code;
+  return grid == HighGrid::affine ? kernels::SalientHigh::affine_code : kernels::SalientHigh::code;
 }
 
 // The high 16 bits of a salient word (kernels/packed_gemv.h): the decoded
 // value's bits in a 16-bit checkpoint dtype, else the code.
 uint32_t salient_high_bits(const PackedLinear& p, const at::Tensor& high_zero, int64_t row, uint32_t code) {
   if (p.dtype != at::kHalf && p.dtype != at::kBFloat16) return code;
-  const float value =
-      high_code_value(p.high_scale.data_ptr<float>()[row], high_zero.data_ptr<float>()[row], code, p.dtype);
+  const float value = high_code_value(p.high_grid, p.high_scale.data_ptr<float>()[row],
+                                      high_zero.data_ptr<float>()[row], code, p.dtype);
   return bits_of_value(value, p.dtype);  // exact: value came through the dtype
 }
 
@@ -33,7 +33,8 @@ bool PackedGemv::supports(const PackedLinear& p) {
 }
 
 PackedGemv::PackedGemv(const PackedLinear& p)
-    : rows_(p.rows), columns_(p.columns), group_columns_(p.group_columns), groups_(p.groups()), dtype_(p.dtype) {
+    : rows_(p.rows), columns_(p.columns), group_columns_(p.group_columns), groups_(p.groups()), dtype_(p.dtype),
+      high_grid_(p.high_grid) {
   PBLLM_CHECK(supports(p), p.name, ": the packed GEMV takes xnor / sign Linears with high_bit <= 8 and at most "
                                    "65536 columns");
   group_triplets_ = (group_columns_ + kernels::kGemvTripletColumns - 1) / kernels::kGemvTripletColumns;
@@ -44,7 +45,7 @@ PackedGemv::PackedGemv(const PackedLinear& p)
   salient_start_ = at::zeros({rows_ + 1}, at::kLong);
   uint8_t* signs = signs_.data_ptr<uint8_t>();
   auto* salient = reinterpret_cast<uint32_t*>(salient_.data_ptr<int32_t>());
-  const at::Tensor high_zero = p.high_zero.to(at::kFloat);
+  const at::Tensor high_zero = high_grid_parameter(p);
   int64_t* salient_start = salient_start_.data_ptr<int64_t>();
   // The codes as the decoder reads them, into the sign triplets and a word per salient weight.
   CodeCursor low = low_code_cursor(p, 0), high = high_code_cursor(p, 0);
@@ -127,7 +128,7 @@ at::Tensor PackedGemv::operator()(const at::Tensor& x, GemvKernel kernel) const 
   const kernels::PackedGemvProblem problem{
       rows_, columns_, group_columns_, group_triplets_, groups_, signs_.size(1), signs_.data_ptr<uint8_t>(),
       reinterpret_cast<const uint32_t*>(salient_.data_ptr<int32_t>()), salient_start_.data_ptr<int64_t>(),
-      salient_high_of(dtype_), one_value_.data_ptr<float>(), zero_value_.data_ptr<float>(),
+      salient_high_of(dtype_, high_grid_), one_value_.data_ptr<float>(), zero_value_.data_ptr<float>(),
       high_scale_.data_ptr<float>(), high_zero_.data_ptr<float>(), xp, sums, triplet_sums.data_ptr<float>(), y.data_ptr<float>()};
   at::parallel_for(0, signs_.size(0), 8, [&](int64_t begin, int64_t end) {
     if (kernel == GemvKernel::avx2) {

@@ -46,11 +46,19 @@ at::Tensor bytes_tensor(const std::vector<uint8_t>& bytes) {
   return t;
 }
 
+// The value of high code `code` of a row, before the dtype (packed_linear.h, HighGrid).
+float high_grid_value(HighGrid grid, float code, float scale, float zero_or_offset) {
+  return grid == HighGrid::affine ? code * scale + zero_or_offset : kernels::grid_value(code, scale, zero_or_offset);
+}
+
 // The grid code whose value is q exactly (q came off this grid); -1 if none.
-int grid_code_of(float q, float scale, float zero, float maxq) {
-  const float guess = kernels::grid_code(q, scale, zero, maxq);
+int grid_code_of(HighGrid grid, float q, float scale, float zero_or_offset, float maxq) {
+  const float guess = grid == HighGrid::affine
+                          ? std::fmin(std::fmax(kernels::round_half_even((q - zero_or_offset) / scale), 0.0f), maxq)
+                          : kernels::grid_code(q, scale, zero_or_offset, maxq);
   for (const float code : {guess, guess - 1, guess + 1})
-    if (code >= 0 && code <= maxq && same_bits(kernels::grid_value(code, scale, zero), q)) return static_cast<int>(code);
+    if (code >= 0 && code <= maxq && same_bits(high_grid_value(grid, code, scale, zero_or_offset), q))
+      return static_cast<int>(code);
   return -1;
 }
 
@@ -189,7 +197,8 @@ void derive_high_grid(PackedLinear& p, at::ScalarType zero_dtype) {
 std::map<std::string, at::Tensor> PackedLinear::tensors() const {
   std::map<std::string, at::Tensor> all = {
       {"mask", mask},           {"mask_index", mask_index}, {"low_codes", low_codes},   {"high_codes", high_codes},
-      {"high_range", high_range}, {"low_scale", low_scale}, {"low_zero", low_zero},     {"low_values", low_values},
+      {"high_range", high_range}, {"high_offset", high_offset}, {"low_scale", low_scale}, {"low_zero", low_zero},
+      {"low_values", low_values},
       {"zero_signs", zero_signs}, {"zero_sign_values", zero_sign_values}};
   if (!high_range.defined()) all.insert({{"high_scale", high_scale}, {"high_zero", high_zero}});  // else derived
   for (auto it = all.begin(); it != all.end();) it = it->second.defined() ? std::next(it) : all.erase(it);
@@ -220,6 +229,7 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
   out.group_columns = in.groupsize > 0 ? std::min(in.groupsize, out.columns) : out.columns;
   out.method = in.method;
   out.high_bit = in.high_bit;
+  out.high_grid = in.high_grid;
   out.dtype = in.dtype;
   out.high_scale = cpu_float(in.high_scale);
   const at::Tensor high_zero = cpu_float(in.high_zero);
@@ -245,7 +255,7 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
       const float q = w[entry];
       auto where = [&] { return str_cat(name, ": weight [", row, ", ", column, "] = ", q); };
       if (s[entry]) {
-        const int code = grid_code_of(q, params.high_scale[row], params.high_zero[row], params.high_maxq);
+        const int code = grid_code_of(in.high_grid, q, params.high_scale[row], params.high_zero[row], params.high_maxq);
         PBLLM_CHECK(code >= 0, where(), " is salient but not on its row's ", in.high_bit, "-bit grid");
         high_codes.push_back(static_cast<uint16_t>(code));
         continue;
@@ -281,9 +291,13 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
   out.mask_index = at::empty({static_cast<int64_t>(mask.index.size() / 2), 2}, at::kLong);
   std::memcpy(out.mask_index.data_ptr<int64_t>(), mask.index.data(), mask.index.size() * sizeof(int64_t));
   out.high_codes = bytes_tensor(pack_codes(high_codes, in.high_bit));
-  out.high_zero = in.high_bit <= 8 ? high_zero.to(at::kByte) : high_zero.to(at::kInt);
-  out.high_range = high_range_of(out.high_scale, high_zero, params.high_maxq, in.dtype);
-  if (out.high_range.defined()) out.high_scale = out.high_zero = at::Tensor();  // derived from it by the check
+  if (in.high_grid == HighGrid::affine) {
+    out.high_offset = high_zero;
+  } else {
+    out.high_zero = in.high_bit <= 8 ? high_zero.to(at::kByte) : high_zero.to(at::kInt);
+    out.high_range = high_range_of(out.high_scale, high_zero, params.high_maxq, in.dtype);
+    if (out.high_range.defined()) out.high_scale = out.high_zero = at::Tensor();  // derived from it by the check
+  }
   if (traits.code_values) out.low_values = code_values(params, out.groups(), traits.levels, in.method, in.dtype);
   if (traits.storage == LowBitStorage::codes) out.low_codes = bytes_tensor(pack_codes(low_codes, traits.code_bits));
   if (traits.storage == LowBitStorage::raw_values)
@@ -298,14 +312,65 @@ PackedLinear encode_linear(const QuantizedLinear& in, const std::string& name) {
   return out;
 }
 
+namespace {
+
+void require_tensor(const std::string& name, const at::Tensor& t, const char* suffix, at::ScalarType dtype,
+                    const std::vector<int64_t>& shape) {
+  PBLLM_CHECK(t.defined(), name, ": tensor '", suffix, "' is missing");
+  PBLLM_CHECK(t.scalar_type() == dtype && t.sizes() == at::IntArrayRef(shape) && t.is_contiguous(), name, ": tensor '",
+              suffix, "' is ", at::toString(t.scalar_type()), " ", t.sizes(), ", expected ", at::toString(dtype), " ",
+              at::IntArrayRef(shape));
+}
+
+// The high-bit grid's tensors: high_scale with high_zero (or high_range, from
+// which they are derived) for a zero_point grid, high_scale with high_offset
+// for an affine one.
+void check_high_grid(PackedLinear& p) {
+  const std::string& name = p.name;
+  if (p.high_grid == HighGrid::affine) {
+    PBLLM_CHECK(!p.high_zero.defined() && !p.high_range.defined(), name,
+                ": an affine high-bit grid has no 'high_zero' or 'high_range' (its offsets are 'high_offset')");
+    require_tensor(name, p.high_scale, "high_scale", at::kFloat, {p.rows});
+    require_tensor(name, p.high_offset, "high_offset", at::kFloat, {p.rows});
+    return;
+  }
+  PBLLM_CHECK(!p.high_offset.defined(), name, ": tensor 'high_offset' belongs to an affine high-bit grid, and this "
+                                              "Linear's is a zero_point one");
+  const at::ScalarType zero_dtype = p.high_bit <= 8 ? at::kByte : at::kInt;
+  if (p.high_range.defined()) {
+    PBLLM_CHECK(!p.high_scale.defined() && !p.high_zero.defined(), name,
+                ": stores both 'high_range' and 'high_scale' / 'high_zero' (one grid per row)");
+    PBLLM_CHECK(p.dtype == at::kHalf || p.dtype == at::kBFloat16, name, ": tensor 'high_range' in a ",
+                at::toString(p.dtype), " Linear (only 16-bit ones store it)");
+    require_tensor(name, p.high_range, "high_range", p.dtype, {p.rows, 2});
+    derive_high_grid(p, zero_dtype);
+  }
+  require_tensor(name, p.high_scale, "high_scale", at::kFloat, {p.rows});
+  require_tensor(name, p.high_zero, "high_zero", zero_dtype, {p.rows});
+  const at::Tensor high_zero = p.high_zero.to(at::kLong);
+  PBLLM_CHECK(high_zero.max().item<int64_t>() < (int64_t{1} << p.high_bit) && high_zero.min().item<int64_t>() >= 0,
+              name, ": a high-bit zero point is outside 0..", (1 << p.high_bit) - 1);
+}
+
+}  // namespace
+
+const char* high_grid_name(HighGrid grid) { return grid == HighGrid::affine ? "affine" : "zero_point"; }
+
+HighGrid high_grid_from_name(const std::string& name, const std::string& where) {
+  for (const HighGrid grid : {HighGrid::zero_point, HighGrid::affine})
+    if (name == high_grid_name(grid)) return grid;
+  throw Error(str_cat(where, ": high-bit grid \"", name, "\" is not zero_point or affine"));
+}
+
+at::Tensor high_grid_parameter(const PackedLinear& p) {
+  return (p.high_grid == HighGrid::affine ? p.high_offset : p.high_zero).to(at::kFloat).contiguous();
+}
+
 void check_packed_linear(PackedLinear& p) {
   const std::string& name = p.name;
   const LowBitMethodTraits& traits = low_bit_method_traits(p.method);
   auto require = [&](const at::Tensor& t, const char* suffix, at::ScalarType dtype, std::vector<int64_t> shape) {
-    PBLLM_CHECK(t.defined(), name, ": tensor '", suffix, "' is missing");
-    PBLLM_CHECK(t.scalar_type() == dtype && t.sizes() == at::IntArrayRef(shape) && t.is_contiguous(), name, ": tensor '",
-                suffix, "' is ", at::toString(t.scalar_type()), " ", t.sizes(), ", expected ", at::toString(dtype), " ",
-                at::IntArrayRef(shape));
+    require_tensor(name, t, suffix, dtype, shape);
   };
   PBLLM_CHECK(p.rows > 0 && p.columns > 0 && p.group_columns > 0 && p.group_columns <= p.columns, name, ": shape [",
               p.rows, ", ", p.columns, "] with ", p.group_columns, " columns per group is not valid");
@@ -320,20 +385,7 @@ void check_packed_linear(PackedLinear& p) {
   check_mask_index(p.mask_view(), p.salient);
   const int64_t low_count = p.weights() - p.salient;
   require(p.high_codes, "high_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(p.salient, p.high_bit))});
-  const at::ScalarType zero_dtype = p.high_bit <= 8 ? at::kByte : at::kInt;
-  if (p.high_range.defined()) {
-    PBLLM_CHECK(!p.high_scale.defined() && !p.high_zero.defined(), name,
-                ": stores both 'high_range' and 'high_scale' / 'high_zero' (one grid per row)");
-    PBLLM_CHECK(p.dtype == at::kHalf || p.dtype == at::kBFloat16, name, ": tensor 'high_range' in a ",
-                at::toString(p.dtype), " Linear (only 16-bit ones store it)");
-    require(p.high_range, "high_range", p.dtype, {p.rows, 2});
-    derive_high_grid(p, zero_dtype);
-  }
-  require(p.high_scale, "high_scale", at::kFloat, {p.rows});
-  require(p.high_zero, "high_zero", zero_dtype, {p.rows});
-  const at::Tensor high_zero = p.high_zero.to(at::kLong);
-  PBLLM_CHECK(high_zero.max().item<int64_t>() < (int64_t{1} << p.high_bit) && high_zero.min().item<int64_t>() >= 0,
-              name, ": a high-bit zero point is outside 0..", (1 << p.high_bit) - 1);
+  check_high_grid(p);
   switch (traits.storage) {
     case LowBitStorage::codes:
       require(p.low_codes, "low_codes", at::kByte, {static_cast<int64_t>(packed_code_bytes(low_count, traits.code_bits))});
@@ -356,7 +408,8 @@ void check_packed_linear(PackedLinear& p) {
   if (traits.has_scale) require(p.low_scale, "low_scale", at::kFloat, group_rows);
   if (traits.has_zero) require(p.low_zero, "low_zero", at::kFloat, group_rows);
   if (traits.code_values) require(p.low_values, "low_values", p.dtype, {p.groups(), p.rows, traits.levels});
-  for (const at::Tensor* t : {&p.high_scale, &p.low_scale, &p.low_zero, &p.low_values, &p.zero_sign_values})
+  for (const at::Tensor* t : {&p.high_scale, &p.high_offset, &p.low_scale, &p.low_zero, &p.low_values,
+                              &p.zero_sign_values})
     PBLLM_CHECK(!t->defined() || t->isfinite().all().item<bool>(), name, ": a quantizer parameter is NaN or Inf");
   // What the quantizers can produce: a grid's scale from a range that holds
   // 0 and is widened when empty (> 0), sign's alpha a mean of relu (>= 0), a
@@ -414,8 +467,8 @@ uint16_t bits_of_value(float value, at::ScalarType dtype) {
   return dtype == at::kHalf ? c10::Half(value).x : c10::BFloat16(value).x;
 }
 
-float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype) {
-  return through_dtype(kernels::grid_value(static_cast<float>(code), scale, zero), dtype);
+float high_code_value(HighGrid grid, float scale, float zero_or_offset, uint32_t code, at::ScalarType dtype) {
+  return through_dtype(high_grid_value(grid, static_cast<float>(code), scale, zero_or_offset), dtype);
 }
 
 CodeCursor low_code_cursor(const PackedLinear& p, int64_t index) {
@@ -439,7 +492,7 @@ class BlockDecoder {
   BlockDecoder(const PackedLinear& p, const at::Tensor& raw_values)
       : p_(p),
         traits_(low_bit_method_traits(p.method)),
-        high_zero_tensor_(p.high_zero.to(at::kFloat).contiguous()),
+        high_zero_tensor_(high_grid_parameter(p)),
         high_scale_(p.high_scale.data_ptr<float>()),
         high_zero_(high_zero_tensor_.data_ptr<float>()),
         raw_(raw_values.defined() ? raw_values.data_ptr<float>() : nullptr),
@@ -459,7 +512,8 @@ class BlockDecoder {
           low_index += end - begin;
         },
         [&](int64_t row, int64_t column) {
-          out[row * p_.columns + column] = high_code_value(high_scale_[row], high_zero_[row], high.next(), p_.dtype);
+          out[row * p_.columns + column] =
+              high_code_value(p_.high_grid, high_scale_[row], high_zero_[row], high.next(), p_.dtype);
         });
     if (p_.method != LowBitMethod::xnor) return;
     const int64_t end_entry = std::min(p_.weights(), first_entry + kMaskRowsPerBlock * p_.columns);

@@ -26,19 +26,40 @@ struct SignStraightThrough : public torch::autograd::Function<SignStraightThroug
 
 }  // namespace
 
-at::Tensor weight_quant_8bit(const at::Tensor& w, bool unrounded_zero_point) {
-  const at::NoGradGuard no_grad;
+namespace {
+
+// Per row [rows, 1]: the min, the range's divisor (1 where the range is 0),
+// whether it is 0, and the zero point, as the reference computes them.
+struct EightBitRows {
+  at::Tensor low, divisor, flat, zero_point;
+};
+
+EightBitRows eight_bit_rows(const at::Tensor& w, bool unrounded_zero_point) {
   const at::Tensor low = std::get<0>(w.min(-1, true));
   const at::Tensor range = (std::get<0>(w.max(-1, true)) - low).to(at::kFloat);
   const at::Tensor flat = range == 0;
   const at::Tensor divisor = at::where(flat, at::ones_like(range), range);  // no 0 / 0 in rows kept as they are
-  const at::Tensor zero_point = unrounded_zero_point ? low : at::round(low);
+  return {low, divisor, flat, unrounded_zero_point ? low : at::round(low)};
+}
+
+}  // namespace
+
+at::Tensor weight_quant_8bit(const at::Tensor& w, bool unrounded_zero_point) {
+  const at::NoGradGuard no_grad;
+  const EightBitRows rows = eight_bit_rows(w, unrounded_zero_point);
   // As torch: a float -> uint8 cast goes through int64 and keeps the low 8
   // bits, which is the reference's wrap of negative codes (its clamp after the
   // cast does nothing).
-  const at::Tensor codes = at::round((w - zero_point) / divisor * 255).to(at::kByte);
-  const at::Tensor values = (codes * (divisor / 255) + zero_point).to(w.scalar_type());
-  return at::where(flat, w, values);
+  const at::Tensor codes = at::round((w - rows.zero_point) / rows.divisor * 255).to(at::kByte);
+  const at::Tensor values = (codes * (rows.divisor / 255) + rows.zero_point).to(w.scalar_type());
+  return at::where(rows.flat, w, values);
+}
+
+EightBitGrid eight_bit_grid(const at::Tensor& w, bool unrounded_zero_point) {
+  const at::NoGradGuard no_grad;
+  const EightBitRows rows = eight_bit_rows(w, unrounded_zero_point);
+  return {(rows.divisor / 255).reshape({-1}).to(at::kFloat),
+          at::where(rows.flat, rows.low, rows.zero_point).reshape({-1}).to(at::kFloat)};
 }
 
 at::Tensor magnitude_outliers(const at::Tensor& w, double fraction, const std::string& name) {

@@ -3,6 +3,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/isfinite.h>
+#include <ATen/ops/zeros.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -99,6 +100,7 @@ BinarizedModel::BinarizedModel(model::DecoderModel& model, BinarizationOptions o
     // weights (used only before the first training step), then the 8-bit pass.
     linear.scale = binary_scale(w, linear.outliers, options_.corrections.per_row_scale);
     linear.latent = weight_quant_8bit(w, options_.corrections.zero_point).requires_grad_(true);
+    linear.grid = eight_bit_grid(w, options_.corrections.zero_point);
     sign_flips_ += (linear.latent.detach().sign() != w.sign()).sum().item<int64_t>();
     const std::string bias = name.substr(0, name.size() - std::string(".weight").size()) + ".bias";
     if (!is_head && model.weights().count(bias)) {
@@ -173,6 +175,7 @@ at::Tensor BinarizedModel::weight_of(Linear& linear) {
                                  ? binary_scale(linear.latent, linear.outliers, per_row)
                                  : linear.scale;
     linear.made = partially_binarized(linear.latent.detach(), linear.outliers, scale, false);
+    linear.made_scale = scale;
   }
   // The forwards that autograd follows (the recomputed layers) make it again, with the straight-through sign.
   if (training_ && at::GradMode::is_enabled())
@@ -191,6 +194,39 @@ io::NamedTensors BinarizedModel::effective_weights(at::ScalarType dtype) {
   return tensors;
 }
 
+io::NamedTensors BinarizedModel::checkpoint_tensors() {
+  std::map<std::string, at::Tensor> tensors = model_.weights();
+  const at::ScalarType head_dtype = model_.weight(model_.head_weight_name()).scalar_type();
+  for (auto& [name, tensor] : effective_weights(at::kFloat)) {
+    const auto stored = tensors.find(name);
+    tensors[name] = tensor.to(stored != tensors.end() ? stored->second.scalar_type() : head_dtype);
+  }
+  return {tensors.begin(), tensors.end()};
+}
+
+pack::PackedLinears BinarizedModel::packed_linears() {
+  PBLLM_CHECK(!options_.train_outliers, "trained outliers are off their 8-bit grid: the packed format needs frozen ones");
+  set_training(false);
+  pack::PackedLinears packed;
+  for (Linear& linear : linears_) {
+    const std::string name = linear.head ? kHeadName : linear.weight_name;
+    pack::QuantizedLinear q;
+    q.weight = weight_of(linear);
+    const int64_t rows = q.weight.size(0);
+    q.salient = linear.outliers;
+    q.high_grid = pack::HighGrid::affine;
+    q.high_scale = linear.grid.step;
+    q.high_zero = linear.grid.offset;
+    q.low_mean = at::zeros({1, rows}, at::kFloat);
+    q.low_scale = linear.made_scale.expand({rows, 1}).reshape({1, rows});
+    q.method = LowBitMethod::xnor;
+    q.high_bit = 8;
+    q.dtype = model_.weight(linear.weight_name).scalar_type();  // a tied head's: the embedding's
+    packed[name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(q, name));
+  }
+  return packed;
+}
+
 int64_t BinarizedModel::weights() const {
   int64_t count = 0;
   for (const Linear& linear : linears_) count += linear.latent.numel();
@@ -207,6 +243,21 @@ int64_t BinarizedModel::outliers() const {
   int64_t count = 0;
   for (const Linear& linear : linears_) count += linear.outliers.sum().item<int64_t>();
   return count;
+}
+
+std::string save_trained_model(BinarizedModel& binarized, const io::Checkpoint& source, const fs::path& dir,
+                               bool packed, const nlohmann::json& settings, nlohmann::json& report) {
+  const io::NamedTensors tensors = binarized.checkpoint_tensors();
+  int64_t parameters = 0;
+  for (const auto& [name, tensor] : tensors) parameters += tensor.numel();
+  std::map<std::string, std::string> extra;
+  if (binarized.unties_head()) {
+    nlohmann::json config = source.config();
+    config["tie_word_embeddings"] = false;
+    extra["config.json"] = config.dump(2) + "\n";
+  }
+  const pack::PackedLinears linears = packed ? binarized.packed_linears() : pack::PackedLinears();
+  return pack::save_model_folder(source, dir, tensors, packed ? &linears : nullptr, settings, extra, parameters, report);
 }
 
 }  // namespace pbllm::qat

@@ -65,6 +65,29 @@ echo '{"steps": []}' >"$SCRATCH/empty.json"
 expect_error "empty.json: the report has no steps" python3 "$SOURCE/scripts/plot_qat.py" "$SCRATCH/x.png" "$SCRATCH/empty.json"
 expect_error "not a pbllm-qat --json report" python3 "$SOURCE/scripts/plot_qat.py" "$SCRATCH/x.png" "$SCRATCH/short.txt"
 check "no state folder left after a complete run" test ! -e "$SCRATCH/trained.pbllm-state"
+# Packed: the same model in PB's format, smaller, the same perplexity.
+"$QAT" "${RUN[@]}" --save "$SCRATCH/packed" --format pb >"$SCRATCH/packed.out" 2>"$SCRATCH/packed.err"
+check "--format pb exits 0" test $? -eq 0
+check "--format pb writes model.pb.safetensors only" test -s "$SCRATCH/packed/model.pb.safetensors" -a ! -e "$SCRATCH/packed/model.safetensors"
+check "--format pb prints its bits per weight" grep -q "^packed       36 Linears" "$SCRATCH/packed.out"
+check "the packed file is under a third of the fake-quant one" \
+  test $(($(stat -c %s "$SCRATCH/packed/model.pb.safetensors") * 3)) -lt "$(stat -c %s "$SCRATCH/trained/model.safetensors")"
+check "the packed file is format version 3 with affine grids, the head packed" python3 -c "
+import json, sys
+from safetensors import safe_open
+m = safe_open('$SCRATCH/packed/model.pb.safetensors', 'pt').metadata()
+linears = json.loads(m['pbllm.linears'])
+sys.exit(not (m['pbllm.format_version'] == '3' and linears['lm_head.weight']['high_grid'] == 'affine'
+              and json.loads(m['pbllm.settings'])['tool'] == 'pbllm-qat'))"
+"$EVAL" "$SCRATCH/packed" --datasets ptb --max-windows 2 >"$SCRATCH/eval-packed.out" 2>/dev/null
+check "pbllm-eval of the packed folder gives the perplexity after QAT ($after)" \
+  test "$(awk '$1 == "ptb" {print $2}' "$SCRATCH/eval-packed.out")" = "$after"
+expect_error "--format pb stores the outliers as codes of their frozen 8-bit grid" \
+  "$QAT" "$STORIES" ptb --save "$SCRATCH/x" --format pb --train_outlier
+expect_error "--train_outlier and --weight_decay move them off it" \
+  "$QAT" "$STORIES" ptb --save "$SCRATCH/x" --format pb --weight_decay 0.01
+expect_error "--format needs --save" "$QAT" "$STORIES" ptb --format pb
+expect_error "--format: gz not in {hf,pb}" "$QAT" "$STORIES" ptb --save "$SCRATCH/x" --format gz
 expect_error "is or contains the model being read" "$QAT" "$STORIES" ptb "${SHORT[@]}" --save "$STORIES"
 # Outputs never replace what the run reads or writes.
 expect_error "is or is inside $SCRATCH/trained, which this run reads or writes" \

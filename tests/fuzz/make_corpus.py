@@ -61,18 +61,23 @@ def packed_seeds():
         subprocess.run(["python3", ROOT / "scripts/make_random_llama.py", work / "model", "--hidden", "64",
                         "--intermediate", "96", "--layers", "1", "--heads", "2", "--vocab", "32000", "--device", "cpu"],
                        check=True, capture_output=True)
-        for method, extra in [("xnor", []), ("sign", ["--groupsize", "32", "--blocksize", "32"]), ("2bit", []),
-                              ("prune", []), ("no", [])]:
-            out = work / method
-            subprocess.run([quantize, work / "model", "text:" + str(ROOT / "data/ptb/ptb.valid.txt"), method,
-                            "--nsamples", "2", "--seqlen", "32", "--save", out, "--format", "pb", "--log-level", "error",
-                            *extra], check=True)
+        runs = [(method, [quantize, work / "model", "text:" + str(ROOT / "data/ptb/ptb.valid.txt"), method,
+                          "--nsamples", "2", "--seqlen", "32", *extra])
+                for method, extra in [("xnor", []), ("sign", ["--groupsize", "32", "--blocksize", "32"]),
+                                      ("2bit", []), ("prune", []), ("no", [])]]
+        # pbllm-qat's packed output: affine 8-bit grids (format version 3).
+        runs.append(("qat_affine", [ROOT / "build/tools/pbllm-qat", work / "model", "ptb", "--train_steps", "1",
+                                    "--seqlen", "32", "--batch_size", "1", "--gradient_accumulation_steps", "1"]))
+        for name, command in runs:
+            out = work / name
+            subprocess.run([*command, "--save", out, "--format", "pb", "--log-level", "error"], check=True,
+                           stdout=subprocess.DEVNULL)
             with safe_open(out / "model.pb.safetensors", "pt") as f:
                 metadata = f.metadata()
                 linear = "model.layers.0.self_attn.k_proj.weight"
                 tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(linear + ".pb.")}
             metadata["pbllm.linears"] = json.dumps({linear: json.loads(metadata["pbllm.linears"])[linear]})
-            save_file(tensors, CORPUS / "packed" / f"{method}.pb.safetensors", metadata=metadata)
+            save_file(tensors, CORPUS / "packed" / f"{name}.pb.safetensors", metadata=metadata)
 
 (CORPUS / "packed").mkdir(exist_ok=True)
 packed_seeds()

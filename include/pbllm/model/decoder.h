@@ -218,6 +218,12 @@ class DecoderModel {
   // weight, plus its bias), or an undefined tensor where it does not apply (not
   // packed, not CPU, more tokens) and nothing was read.
   at::Tensor packed_product(const std::string& prefix, const at::Tensor& x) const;
+
+ protected:
+  // x times a Linear weight outside the layers (the head, OPT's project_in /
+  // project_out: no bias); one token of a packed one (pbllm-qat packs them)
+  // straight from its codes.
+  at::Tensor outer_linear(const std::string& weight_name, const at::Tensor& x) const;
 };
 
 }  // namespace pbllm::model

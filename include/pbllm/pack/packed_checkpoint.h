@@ -4,11 +4,13 @@
 // head, biases) are stored as in the source checkpoint; each quantized
 // Linear's weight W is stored as the tensors "W.pb.<suffix>" of PackedLinear.
 // __metadata__ holds:
-//   "format": "pt", "pbllm.format": "pb", "pbllm.format_version": "2",
-//   "pbllm.settings": JSON {method, low_frac, high_bit, groupsize,
-//       salient_metric, command, layout}  (what produced the file),
+//   "format": "pt", "pbllm.format": "pb", "pbllm.format_version": "2" (or
+//       "3" where a Linear has an affine high-bit grid: pbllm-qat's),
+//   "pbllm.settings": JSON {what produced the file (the tool's settings and
+//       command), layout (the format in words)},
 //   "pbllm.linears": JSON {W: {shape, group_columns, dtype, method, high_bit,
-//       rice_k, salient}}  (what the decoder needs, checked against the tensors).
+//       rice_k, salient[, high_grid]}}  (what the decoder needs, checked
+//       against the tensors).
 // safetensors keeps the mmap'd reader and its corruption checks; a reader
 // that does not know the format sees plain uint8 / float tensors.
 #pragma once
@@ -27,12 +29,12 @@
 namespace pbllm::pack {
 
 inline constexpr const char* kPackedWeightsFile = "model.pb.safetensors";
-inline constexpr int kPackedFormatVersion = 2;
+inline constexpr int kPackedFormatVersion = 3;  // the newest; files of versions 2 and 3 are read
 
 using PackedLinears = std::map<std::string, std::shared_ptr<const PackedLinear>>;
 
 // Writes the packed file: `plain` as they are, `packed` as "<name>.pb.<suffix>".
-// `settings` goes to the metadata as it is.
+// `settings` goes to the metadata with "layout" added.
 void save_packed_safetensors(const std::filesystem::path& path, const io::NamedTensors& plain,
                              const PackedLinears& packed, const nlohmann::json& settings);
 
@@ -68,5 +70,16 @@ struct ModelSize {
 ModelSize measure_model_size(const io::Checkpoint& checkpoint, const PackedLinears& packed, int64_t parameters);
 // Lines for a terminal: the totals, the split (mask / codes / parameters) and the mask's entropy bound.
 std::string format_model_size(const ModelSize& size, const ModelSize* source);
+
+// A tool's --save: the folder `dir` (io::save_model_directory: the source's
+// side files, then `extra_files`) with model.pb.safetensors when `packed` is
+// given (`settings` in its metadata), else the fake-quant model.safetensors;
+// then read back through the loader (which checks every packed Linear) and
+// measured. `report` gets "size" and "source_size" and replaces
+// dir/report.json. Returns the lines to print.
+std::string save_model_folder(const io::Checkpoint& source, const std::filesystem::path& dir,
+                              const io::NamedTensors& tensors, const PackedLinears* packed,
+                              const nlohmann::json& settings, std::map<std::string, std::string> extra_files,
+                              int64_t parameters, nlohmann::json& report);
 
 }  // namespace pbllm::pack

@@ -33,6 +33,7 @@ class PackedGemv {
  private:
   int64_t rows_ = 0, columns_ = 0, group_columns_ = 0, groups_ = 0, group_triplets_ = 0;
   at::ScalarType dtype_ = at::kFloat;
+  HighGrid high_grid_ = HighGrid::zero_point;
   at::Tensor signs_, salient_, salient_start_, one_value_, zero_value_, high_scale_, high_zero_;
   at::Tensor zero_sign_entries_, zero_sign_deltas_;  // xnor weights at their mean, and value - zero_value
 };

@@ -23,11 +23,21 @@
 
 namespace pbllm::pack {
 
-// What GPTQ-PB produced for one Linear, as the encoder takes it.
+// How a row's high-bit codes map to values (float32 arithmetic, then the
+// checkpoint's dtype). zero_point: GPTQ-PB's grid, scale * (code - zero) with
+// an integer zero point. affine: PB-LLM QAT's weight_quant_8bit,
+// code * scale + offset: its offset is round(min) or min, rarely a multiple
+// of the step, so no integer zero point gives the same floats.
+enum class HighGrid { zero_point, affine };
+const char* high_grid_name(HighGrid grid);
+HighGrid high_grid_from_name(const std::string& name, const std::string& where);
+
+// What GPTQ-PB (or pbllm-qat) produced for one Linear, as the encoder takes it.
 struct QuantizedLinear {
   at::Tensor weight;                         // the quantized values, float32 [rows, columns]
   at::Tensor salient;                        // bool [rows, columns]
-  at::Tensor high_scale, high_zero;          // float32 [rows]
+  HighGrid high_grid = HighGrid::zero_point;
+  at::Tensor high_scale, high_zero;          // float32 [rows]; affine: high_zero holds the offsets
   at::Tensor low_mean, low_scale, low_zero;  // float32 [groups, rows]
   LowBitMethod method = LowBitMethod::xnor;
   int high_bit = 8;
@@ -39,6 +49,7 @@ struct PackedLinear {
   int64_t rows = 0, columns = 0, group_columns = 0;  // group_columns: columns per (group, row) parameter set
   LowBitMethod method = LowBitMethod::xnor;
   int high_bit = 8;
+  HighGrid high_grid = HighGrid::zero_point;
   at::ScalarType dtype = at::kFloat;
   int rice_k = 0;
   int64_t salient = 0;
@@ -46,9 +57,10 @@ struct PackedLinear {
   at::Tensor mask, mask_index;            // uint8 [bytes], int64 [blocks + 1, 2]
   at::Tensor low_codes;                   // uint8 codes, or the values (dtype) for "no", or empty
   at::Tensor high_codes;                  // uint8, high_bit bits per salient weight
-  // The high-bit grid per row: float32 [rows] and uint8 (high_bit <= 8) or
-  // int32 [rows]. Stored, or derived at load from high_range.
-  at::Tensor high_scale, high_zero;
+  // The high-bit grid per row: float32 [rows] and, for a zero_point grid,
+  // uint8 (high_bit <= 8) or int32 [rows], stored or derived at load from
+  // high_range; for an affine grid float32 offsets [rows].
+  at::Tensor high_scale, high_zero, high_offset;
   at::Tensor high_range;                  // dtype [rows, 2]: (low, high) whose grid is exactly high_scale / high_zero
   at::Tensor low_scale, low_zero;         // float32 [groups, rows], those the method has
   at::Tensor low_values;                  // xnor: dtype [groups, rows, 2], the values of codes 0 (-1) and 1 (+1)
@@ -101,10 +113,13 @@ void walk_block(const PackedLinear& p, int64_t block, std::vector<int64_t>& posi
 
 // Values as decoding gives them (each rounded through the checkpoint's dtype):
 // stored low code `code` of (group, row); the i-th xnor weight listed in
-// zero_signs; high code `code` of `row`.
+// zero_signs; high code `code` of a row whose grid has parameters (scale,
+// zero or offset: high_grid_parameter).
 float low_code_value(const PackedLinear& p, int64_t group, int64_t row, uint32_t code);
 float zero_sign_value(const PackedLinear& p, int64_t i);
-float high_code_value(float scale, float zero, uint32_t code, at::ScalarType dtype);
+float high_code_value(HighGrid grid, float scale, float zero_or_offset, uint32_t code, at::ScalarType dtype);
+// Each row's second grid parameter as float32 [rows]: the zero points or the offsets.
+at::Tensor high_grid_parameter(const PackedLinear& p);
 // The bits of `value` as a half / bfloat16 (dtype), rounded to nearest even.
 uint16_t bits_of_value(float value, at::ScalarType dtype);
 // Cursors over the low / high codes from code `index` on.

@@ -32,6 +32,15 @@ struct QatCorrections {
 // reference divides by zero there).
 at::Tensor weight_quant_8bit(const at::Tensor& w, bool unrounded_zero_point);
 
+// The grid weight_quant_8bit puts each row of w on, as the packed format's
+// affine high-bit grid holds it: value = code * step + offset in float32
+// (step = range / 255, offset = zp), each [rows]. A row kept as it is gets
+// offset = its value (code 0).
+struct EightBitGrid {
+  at::Tensor step, offset;
+};
+EightBitGrid eight_bit_grid(const at::Tensor& w, bool unrounded_zero_point);
+
 // The reference's magnitude outliers: w < kthvalue(w, int(n F / 2)) or
 // w > kthvalue(w, int(n (1 - F / 2))) over the whole matrix. A fraction that
 // selects no order statistic (n F / 2 < 1) is an error naming `name`.

@@ -18,6 +18,7 @@
 
 #include "pbllm/io/safetensors.h"
 #include "pbllm/model/decoder.h"
+#include "pbllm/pack/packed_checkpoint.h"
 #include "pbllm/qat/binarized_linear.h"
 
 namespace pbllm::qat {
@@ -67,6 +68,17 @@ class BinarizedModel {
   // CPU, by the name a saved checkpoint gives them: a tied head's weight
   // becomes "lm_head.weight" (saved untied).
   io::NamedTensors effective_weights(at::ScalarType dtype);
+  // The trained model's checkpoint tensors: the model's own, with those of
+  // effective_weights in their checkpoint's dtype (a tied head's copy: the
+  // embedding's).
+  io::NamedTensors checkpoint_tensors();
+  // The same weights in the packed PB format, each in its checkpoint's dtype
+  // (decoded, equal bit for bit to effective_weights in that dtype): the
+  // outliers as codes of their row's 8-bit grid (an affine one: the
+  // reference's zero point is no integer multiple of its step), the others
+  // xnor signs around mean 0 with the binary scale. Needs the outliers as
+  // the 8-bit pass left them: not trained, no weight decay (which moves them).
+  pack::PackedLinears packed_linears();
   bool unties_head() const { return unties_head_; }
 
   int64_t binarized_linears() const { return static_cast<int64_t>(linears_.size()); }
@@ -81,7 +93,8 @@ class BinarizedModel {
   struct Linear {
     std::string weight_name, bias_name;  // bias_name empty without a bias
     at::Tensor latent, bias, outliers, scale;
-    at::Tensor made;  // the weight as computed with, without autograd, until set_training
+    EightBitGrid grid;  // the 8-bit pass's, from the original weights
+    at::Tensor made, made_scale;  // the weight as computed with, without autograd, until set_training, and its scale
     bool head = false;
   };
   at::Tensor tensor_for(const std::string& name);
@@ -96,5 +109,13 @@ class BinarizedModel {
   bool unties_head_ = false;
   int64_t sign_flips_ = 0;
 };
+
+// The trained model as a folder (pack::save_model_folder): fake-quant
+// (checkpoint_tensors in model.safetensors) or `packed` (packed_linears,
+// `settings` in the metadata); a binarized tied head is saved as
+// lm_head.weight with tie_word_embeddings false. `report` gets the sizes and
+// is saved in the folder. Returns the lines to print.
+std::string save_trained_model(BinarizedModel& binarized, const io::Checkpoint& source, const std::filesystem::path& dir,
+                               bool packed, const nlohmann::json& settings, nlohmann::json& report);
 
 }  // namespace pbllm::qat
