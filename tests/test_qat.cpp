@@ -11,6 +11,7 @@
 #include "pbllm/io/hf_export.h"
 #include "pbllm/io/safetensors.h"
 #include "pbllm/model/decoder.h"
+#include "pbllm/model/device.h"
 #include "pbllm/qat/binarized_linear.h"
 #include "pbllm/qat/binarized_model.h"
 #include "pbllm/qat/trainer.h"
@@ -151,14 +152,20 @@ std::vector<std::vector<int32_t>> windows_of(const at::Tensor& ids, int64_t firs
   return windows;
 }
 
-TEST(Qat, ResumedTrainingGoesOnBitForBit) {
-  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
-  const at::Tensor ids = at::randint(0, 512, {12, 24}, at::TensorOptions().dtype(at::kLong));
+// A few steps of 2 x 2 windows at a learning rate that moves the weights.
+TrainingOptions few_steps(int64_t steps) {
   TrainingOptions training;
-  training.steps = 3;
+  training.steps = steps;
   training.batch = 2;
   training.accumulation = 2;
   training.learning_rate = 1e-3;
+  return training;
+}
+
+TEST(Qat, ResumedTrainingGoesOnBitForBit) {
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  const at::Tensor ids = at::randint(0, 512, {12, 24}, at::TensorOptions().dtype(at::kLong));
+  const TrainingOptions training = few_steps(3);
   BinarizationOptions binarization;
   binarization.corrections.zero_point = true;
   ScratchDir scratch;
@@ -207,11 +214,12 @@ void expect_packed_equal_saved(BinarizedModel& binarized, const model::DecoderMo
 }
 
 // The folders pbllm-qat --save writes, fake-quant and packed, loaded back:
-// the same logits for a window (decoded weights, bit for bit) and nearly for
-// one token (every Linear's packed GEMV: the head's and OPT's project_in /
-// project_out too).
-void expect_saved_folders_compute_alike(BinarizedModel& binarized, const io::Checkpoint& source,
-                                        const std::filesystem::path& scratch, const std::string& label) {
+// the logits of the trained model as the run evaluates it for a window
+// (decoded weights, bit for bit), and nearly for one token (every Linear's
+// packed GEMV: the head's and OPT's project_in / project_out too).
+void expect_saved_folders_compute_alike(BinarizedModel& binarized, const model::DecoderModel& trained,
+                                        const io::Checkpoint& source, const std::filesystem::path& scratch,
+                                        const std::string& label) {
   nlohmann::json report = nlohmann::json::object();
   save_trained_model(binarized, source, scratch / "hf", false, {{"note", "test"}}, report);
   save_trained_model(binarized, source, scratch / "pb", true, {{"note", "test"}}, report);
@@ -220,6 +228,8 @@ void expect_saved_folders_compute_alike(BinarizedModel& binarized, const io::Che
   auto pb = model::DecoderModel::load(io::Checkpoint::open((scratch / "pb").string()), at::kCPU);
   EXPECT_EQ(static_cast<int64_t>(pb->packed_linears().size()), binarized.binarized_linears()) << label;
   const at::Tensor ids = at::randint(0, hf->config().vocab_size, {1, 24}, at::TensorOptions().dtype(at::kLong));
+  binarized.set_training(false);
+  EXPECT_TRUE(at::equal(trained.forward(ids), hf->forward(ids))) << label;
   EXPECT_TRUE(at::equal(hf->forward(ids), pb->forward(ids))) << label;
   const at::Tensor one = ids.slice(1, 0, 1), expected = hf->forward(one);
   EXPECT_LT((pb->forward(one) - expected).abs().max().item<double>(), 1e-4 * expected.abs().max().item<double>())
@@ -242,15 +252,15 @@ TEST(Qat, PackedLinearsDecodeToTheSavedWeights) {
       BinarizationOptions binarization;
       binarization.corrections.zero_point = binarization.corrections.per_row_scale = corrected;
       BinarizedModel binarized(*model, binarization);
-      TrainingOptions training;
-      training.steps = 1;
-      training.batch = 2;
-      training.accumulation = 2;
-      training.learning_rate = 1e-3;
-      Trainer(*model, binarized, training).step(windows_of(ids, 0, 4));  // the latent weights move
+      TrainingOptions training = few_steps(1);
+      training.warmup_fraction = 0;  // else step 1's lr is 0
+      const at::Tensor before = binarized.parameters()[0].detach().clone();
+      Trainer(*model, binarized, training).step(windows_of(ids, 0, 4));
+      EXPECT_FALSE(at::equal(before, binarized.parameters()[0])) << "the latent weights must move";
       const std::string label = str_cat(at::toString(dtype), corrected ? " corrected" : "");
       expect_packed_equal_saved(binarized, *model, label);
-      expect_saved_folders_compute_alike(binarized, checkpoint, dir / (corrected ? "corrected" : "reference"), label);
+      expect_saved_folders_compute_alike(binarized, *model, checkpoint, dir / (corrected ? "corrected" : "reference"),
+                                         label);
     }
   }
   auto model = model::DecoderModel::load(source, at::kCPU, at::kFloat);
@@ -258,6 +268,28 @@ TEST(Qat, PackedLinearsDecodeToTheSavedWeights) {
   binarization.train_outliers = true;
   BinarizedModel trained_outliers(*model, binarization);
   EXPECT_ERROR_CONTAINS(trained_outliers.packed_linears(), "trained outliers are off their 8-bit grid");
+}
+
+// On a GPU the forward runs under bf16 autocast (the latent weights and AdamW
+// in float32): the losses follow the CPU's float32 ones to bf16's precision,
+// and the trained weights pack exactly. Skips without a GPU.
+TEST(Cuda, QatBf16AutocastStepsFollowTheCpu) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped";
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  const at::Tensor ids = at::randint(0, 512, {12, 64}, at::TensorOptions().dtype(at::kLong));
+  const TrainingOptions training = few_steps(3);
+  BinarizationOptions binarization;
+  binarization.corrections.zero_point = true;
+  std::vector<double> losses[2];
+  for (const int on_gpu : {0, 1}) {
+    auto model = model::DecoderModel::load(checkpoint, model::parse_device(on_gpu ? "cuda" : "cpu"), at::kFloat);
+    BinarizedModel binarized(*model, binarization);
+    Trainer trainer(*model, binarized, training);
+    for (int64_t s = 0; s < training.steps; ++s) losses[on_gpu].push_back(trainer.step(windows_of(ids, 4 * s, 4)).loss);
+    if (on_gpu) expect_packed_equal_saved(binarized, *model, "cuda");
+  }
+  for (int64_t s = 0; s < training.steps; ++s)
+    EXPECT_NEAR(losses[1][s], losses[0][s], 2e-2 * losses[0][s]) << "step " << s + 1;
 }
 
 // --- against oracle/make_qat_oracle.py -------------------------------------
@@ -376,7 +408,7 @@ TEST_P(QatOracle, StepsEqualTheReferenceModuleInPythonTorch) {
   if (binarization.train_outliers) return;
   expect_packed_equal_saved(binarized, *model, GetParam());
   ScratchDir scratch;
-  expect_saved_folders_compute_alike(binarized, checkpoint, scratch.path(), GetParam());
+  expect_saved_folders_compute_alike(binarized, *model, checkpoint, scratch.path(), GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, QatOracle,

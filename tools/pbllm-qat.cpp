@@ -34,6 +34,7 @@ using pbllm::str_cat;
 
 struct Arguments {
   std::string model, dataset, method = "xnor_outlier", masks, data_dir, save, eval, json, device = "cpu", format = "hf";
+  std::string command;  // as typed, for the packed file's metadata
   int64_t seqlen = 0, max_windows = 0, checkpoint_every = 50;
   int64_t seed = 0;
   bool save_given = false, eval_given = false, overwrite = false, restart = false;
@@ -186,11 +187,7 @@ int main(int argc, char** argv) {
   common.add_to(app);
   pbllm::tools::run_tool(app, argc, argv, [&] {
     common.apply();
-    // Gradients through a saturated softmax (the reference's wrapped 8-bit
-    // weights give logits in the hundreds) are denormal floats, on which the
-    // CPU's arithmetic is ~100x slower: flushed to 0, a SmolLM2 step takes 20
-    // s instead of 28 (measured), and no value above 1e-38 changes.
-    at::globalContext().setFlushDenormal(true);
+    for (int i = 0; i < argc; ++i) a.command += str_cat(i ? " " : "", argv[i]);
     const auto start = std::chrono::steady_clock::now();
     a.eval_given = app.count("--eval") > 0;
     a.binarization.selection = pbllm::qat::outlier_selection_from_method(a.method);
@@ -290,6 +287,16 @@ int main(int argc, char** argv) {
       trainer.save_state(state->checkpoint_file(), history);
       kept_step = trainer.steps_done();
     };
+    // Gradients through a saturated softmax (the reference's wrapped 8-bit
+    // weights give logits in the hundreds) are denormal floats, on which the
+    // CPU's arithmetic is ~100x slower: flushed to 0 while training, a SmolLM2
+    // step takes 20 s instead of 28 (measured), and no value above 1e-38
+    // changes. Not while evaluating or saving: pbllm-eval does not flush.
+    struct FlushDenormalsWhileTraining {
+      FlushDenormalsWhileTraining() { at::globalContext().setFlushDenormal(true); }
+      ~FlushDenormalsWhileTraining() { at::globalContext().setFlushDenormal(false); }
+    };
+    std::optional<FlushDenormalsWhileTraining> flushing(std::in_place);
     const auto training_start = std::chrono::steady_clock::now();
     const int64_t first_step = trainer.steps_done();
     try {
@@ -318,6 +325,7 @@ int main(int argc, char** argv) {
     } catch (const pbllm::Error& error) {  // e.g. a NaN loss: the last checkpoint stays as it was
       throw pbllm::Error(str_cat(error.what(), resume_note(state ? &*state : nullptr, kept_step)));
     }
+    flushing.reset();
     keep();  // an evaluation or save that fails must not lose the training
     double seconds = 0, tokens = 0;
     for (const auto& step : history) {
@@ -338,8 +346,15 @@ int main(int argc, char** argv) {
       nlohmann::json settings = report.at("arguments");
       settings["tool"] = "pbllm-qat";
       settings["pbllm_version"] = PBLLM_VERSION;
-      std::printf("%s", pbllm::qat::save_trained_model(binarized, checkpoint, a.save, a.format == "pb", settings, report)
-                            .c_str());
+      settings["command"] = a.command;
+      try {
+        std::printf("%s",
+                    pbllm::qat::save_trained_model(binarized, checkpoint, a.save, a.format == "pb", settings, report)
+                        .c_str());
+      } catch (const pbllm::Error& error) {
+        throw pbllm::Error(str_cat(error.what(), resume_note(state ? &*state : nullptr, kept_step),
+                                   a.format == "pb" ? " (or with --format hf)" : ""));
+      }
     }
     if (!a.json.empty()) write_json(a.json, report);
     if (state) state->remove();  // the run is complete

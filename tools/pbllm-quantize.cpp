@@ -188,7 +188,8 @@ void save_model(const Arguments& a, const pbllm::io::Checkpoint& source, const p
                 const pbllm::pack::PackedLinears& packed, const std::filesystem::path& dir, nlohmann::json& report) {
   const pbllm::io::NamedTensors tensors(model.weights().begin(), model.weights().end());
   std::printf("%s", pbllm::pack::save_model_folder(source, dir, tensors, a.format == "pb" ? &packed : nullptr,
-                                                    packed_settings(a), {}, model.parameter_count(), report)
+                                                    packed_settings(a), {}, model.parameter_count(),
+                                                    model.parameter_count(), report)
                         .c_str());
 }
 

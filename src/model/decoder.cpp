@@ -48,7 +48,7 @@ std::unique_ptr<DecoderModel> DecoderModel::load(const io::Checkpoint& checkpoin
   if (model->head_weight_name() != "lm_head.weight") linear_weights.erase(model->head_weight_name());
   for (const auto& [name, linear] : packed)
     PBLLM_CHECK(linear_weights.count(name), source, ": '", name, "' is stored as a packed Linear but is not a Linear ",
-                "weight of the model (such as ", names.front(), " or ", names.back(), ")");
+                "weight of the model (such as ", *linear_weights.begin(), ")");
   model->packed_ = std::move(packed);
   if (compute_dtype) model->set_compute_dtype(*compute_dtype);
   return model;

@@ -31,7 +31,7 @@ constexpr const char* kLayout =
 // high-bit grid needs it, so a pbllm that reads version 2 still reads the rest.
 int format_version(const PackedLinears& packed) {
   for (const auto& [name, linear] : packed)
-    if (linear->high_grid == HighGrid::affine) return kPackedFormatVersion;
+    if (linear->high_grid == HighGrid::affine) return 3;
   return 2;
 }
 
@@ -274,7 +274,7 @@ std::string format_model_size(const ModelSize& size, const ModelSize* source) {
 std::string save_model_folder(const io::Checkpoint& source, const fs::path& dir, const io::NamedTensors& tensors,
                               const PackedLinears* packed, const nlohmann::json& settings,
                               std::map<std::string, std::string> extra_files, int64_t parameters,
-                              nlohmann::json& report) {
+                              int64_t source_parameters, nlohmann::json& report) {
   extra_files["report.json"] = report.dump(2) + "\n";
   if (packed != nullptr) {
     io::save_model_directory(
@@ -286,7 +286,7 @@ std::string save_model_folder(const io::Checkpoint& source, const fs::path& dir,
   }
   const auto saved = io::Checkpoint::open(dir.string());
   const ModelSize size = measure_model_size(saved, read_packed_linears(saved), parameters);
-  const ModelSize source_size = measure_model_size(source, {}, parameters);
+  const ModelSize source_size = measure_model_size(source, {}, source_parameters);
   report["size"] = size.to_json();
   report["source_size"] = source_size.to_json();
   io::write_file_atomically((dir / "report.json").string(), [&](std::ostream& out) { out << report.dump(2) << "\n"; });

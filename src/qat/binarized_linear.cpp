@@ -52,7 +52,7 @@ at::Tensor weight_quant_8bit(const at::Tensor& w, bool unrounded_zero_point) {
   // cast does nothing).
   const at::Tensor codes = at::round((w - rows.zero_point) / rows.divisor * 255).to(at::kByte);
   const at::Tensor values = (codes * (rows.divisor / 255) + rows.zero_point).to(w.scalar_type());
-  return at::where(rows.flat, w, values);
+  return at::where(rows.flat, w + 0, values);  // + 0: a -0.0 as the grid gives it (0 * step + offset)
 }
 
 EightBitGrid eight_bit_grid(const at::Tensor& w, bool unrounded_zero_point) {
@@ -92,7 +92,9 @@ at::Tensor sign_ste(const at::Tensor& w) { return SignStraightThrough::apply(w);
 
 at::Tensor partially_binarized(const at::Tensor& w, const at::Tensor& outliers, const at::Tensor& scale,
                                bool train_outliers) {
-  return at::where(outliers, train_outliers ? w : w.detach(), sign_ste(w) * scale);
+  // + 0: sign 0 times a scale of 0 is -0.0 where the latent is negative; the
+  // packed format's xnor value (code * scale + mean 0) is +0.0.
+  return at::where(outliers, train_outliers ? w : w.detach(), sign_ste(w) * scale + 0);
 }
 
 }  // namespace pbllm::qat

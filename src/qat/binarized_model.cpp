@@ -78,6 +78,7 @@ BinarizedModel::BinarizedModel(model::DecoderModel& model, BinarizationOptions o
     Linear linear;
     linear.weight_name = name;
     linear.head = is_head;
+    linear.dtype = model.weight(name).scalar_type();
     const at::Tensor w = model.weight(name).to(float_options, /*non_blocking=*/false, /*copy=*/true);
     PBLLM_CHECK(at::isfinite(w).all().item<bool>(), name, " holds NaN or infinite weights");
     if (options_.selection == OutlierSelection::hessian && masked.count(name)) {
@@ -159,7 +160,9 @@ at::Tensor BinarizedModel::tensor_for(const std::string& name) {
   const auto found = by_name_.find(name);
   if (found == by_name_.end()) return at::Tensor();
   Linear& linear = linears_[found->second.first];
-  return found->second.second ? linear.bias : weight_of(linear);
+  if (!found->second.second) return weight_of(linear);
+  if (training_) return linear.bias;
+  return linear.bias.detach().to(model_.weight(linear.bias_name).scalar_type()).to(at::kFloat);  // as saved
 }
 
 at::Tensor BinarizedModel::weight_of(Linear& linear) {
@@ -175,6 +178,7 @@ at::Tensor BinarizedModel::weight_of(Linear& linear) {
                                  ? binary_scale(linear.latent, linear.outliers, per_row)
                                  : linear.scale;
     linear.made = partially_binarized(linear.latent.detach(), linear.outliers, scale, false);
+    if (!training_) linear.made = linear.made.to(linear.dtype).to(at::kFloat);  // as saved
     linear.made_scale = scale;
   }
   // The forwards that autograd follows (the recomputed layers) make it again, with the straight-through sign.
@@ -196,10 +200,11 @@ io::NamedTensors BinarizedModel::effective_weights(at::ScalarType dtype) {
 
 io::NamedTensors BinarizedModel::checkpoint_tensors() {
   std::map<std::string, at::Tensor> tensors = model_.weights();
-  const at::ScalarType head_dtype = model_.weight(model_.head_weight_name()).scalar_type();
-  for (auto& [name, tensor] : effective_weights(at::kFloat)) {
-    const auto stored = tensors.find(name);
-    tensors[name] = tensor.to(stored != tensors.end() ? stored->second.scalar_type() : head_dtype);
+  set_training(false);
+  for (Linear& linear : linears_) {
+    tensors[linear.head ? kHeadName : linear.weight_name] = weight_of(linear).to(at::kCPU, linear.dtype);
+    if (linear.bias.defined())
+      tensors[linear.bias_name] = linear.bias.detach().to(at::kCPU, model_.weight(linear.bias_name).scalar_type());
   }
   return {tensors.begin(), tensors.end()};
 }
@@ -211,7 +216,8 @@ pack::PackedLinears BinarizedModel::packed_linears() {
   for (Linear& linear : linears_) {
     const std::string name = linear.head ? kHeadName : linear.weight_name;
     pack::QuantizedLinear q;
-    q.weight = weight_of(linear);
+    weight_of(linear);  // its scale; the values before the dtype's rounding, which the grids give exactly:
+    q.weight = partially_binarized(linear.latent.detach(), linear.outliers, linear.made_scale, false);
     const int64_t rows = q.weight.size(0);
     q.salient = linear.outliers;
     q.high_grid = pack::HighGrid::affine;
@@ -221,7 +227,7 @@ pack::PackedLinears BinarizedModel::packed_linears() {
     q.low_scale = linear.made_scale.expand({rows, 1}).reshape({1, rows});
     q.method = LowBitMethod::xnor;
     q.high_bit = 8;
-    q.dtype = model_.weight(linear.weight_name).scalar_type();  // a tied head's: the embedding's
+    q.dtype = linear.dtype;
     packed[name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(q, name));
   }
   return packed;
@@ -257,7 +263,8 @@ std::string save_trained_model(BinarizedModel& binarized, const io::Checkpoint& 
     extra["config.json"] = config.dump(2) + "\n";
   }
   const pack::PackedLinears linears = packed ? binarized.packed_linears() : pack::PackedLinears();
-  return pack::save_model_folder(source, dir, tensors, packed ? &linears : nullptr, settings, extra, parameters, report);
+  return pack::save_model_folder(source, dir, tensors, packed ? &linears : nullptr, settings, extra, parameters,
+                                 binarized.source_parameters(), report);
 }
 
 }  // namespace pbllm::qat

@@ -75,11 +75,12 @@ std::string format_model_size(const ModelSize& size, const ModelSize* source);
 // side files, then `extra_files`) with model.pb.safetensors when `packed` is
 // given (`settings` in its metadata), else the fake-quant model.safetensors;
 // then read back through the loader (which checks every packed Linear) and
-// measured. `report` gets "size" and "source_size" and replaces
+// measured (`parameters`: the saved model's; `source_parameters`: the
+// source's). `report` gets "size" and "source_size" and replaces
 // dir/report.json. Returns the lines to print.
 std::string save_model_folder(const io::Checkpoint& source, const std::filesystem::path& dir,
                               const io::NamedTensors& tensors, const PackedLinears* packed,
                               const nlohmann::json& settings, std::map<std::string, std::string> extra_files,
-                              int64_t parameters, nlohmann::json& report);
+                              int64_t parameters, int64_t source_parameters, nlohmann::json& report);
 
 }  // namespace pbllm::pack

@@ -58,7 +58,9 @@ class BinarizedModel {
   // Training: each binary scale comes from the latent weights (and is kept),
   // and forwards with autograd on get the straight-through weights. Otherwise
   // the weights are made with the kept scales (or, with the fresh_scale
-  // correction, fresh ones). Either way they are made once until the next call.
+  // correction, fresh ones) and rounded through the checkpoint's dtype, as
+  // saved (so an evaluation of the run is one of the saved model). Either way
+  // they are made once until the next call.
   void set_training(bool training);
   // The kept binary scales, one per Linear in parameter order (a resumed run restores them).
   std::vector<at::Tensor> scales() const;
@@ -80,6 +82,7 @@ class BinarizedModel {
   // the 8-bit pass left them: not trained, no weight decay (which moves them).
   pack::PackedLinears packed_linears();
   bool unties_head() const { return unties_head_; }
+  int64_t source_parameters() const { return model_.parameter_count(); }
 
   int64_t binarized_linears() const { return static_cast<int64_t>(linears_.size()); }
   int64_t weights() const;
@@ -95,6 +98,7 @@ class BinarizedModel {
     at::Tensor latent, bias, outliers, scale;
     EightBitGrid grid;  // the 8-bit pass's, from the original weights
     at::Tensor made, made_scale;  // the weight as computed with, without autograd, until set_training, and its scale
+    at::ScalarType dtype = at::kFloat;  // the checkpoint's (a tied head's: the embedding's)
     bool head = false;
   };
   at::Tensor tensor_for(const std::string& name);
