@@ -1,6 +1,7 @@
 // The fused GPTQ-PB column loop against the plain-LibTorch restatement
 // (tests/reference_gptq_pb.h) on random layers, and the bad inputs.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <functional>
 
@@ -344,6 +345,35 @@ TEST(HessianAccumulator, RunningScalingEqualsTwoOverNSumOfProducts) {
   const at::Tensor expected = flat.t().matmul(flat) * (2.0 / 5);
   EXPECT_TRUE(at::allclose(accumulator.hessian(), expected, 1e-5, 1e-5));
   EXPECT_EQ(accumulator.sequences(), 5);
+}
+
+// Wider than kGramBlock: the symmetric update by row blocks (two whole ones
+// and a partial one) against the reference's full GEMM: exactly symmetric,
+// equal to float32 rounding, at both thread counts; its FLOPs about half.
+TEST(HessianAccumulator, SymmetricUpdateEqualsTheFullProduct) {
+  at::manual_seed(8);
+  const int64_t columns = 2 * kGramBlock + 76;
+  const at::Tensor X = at::randn({2, 300, columns});
+  const int threads = at::get_num_threads();
+  for (const int t : {1, threads}) {
+    at::set_num_threads(t);
+    HessianAccumulator accumulator(columns);
+    accumulator.add(X.narrow(0, 0, 1));
+    accumulator.add(X.narrow(0, 1, 1));
+    at::Tensor expected = at::zeros({columns, columns});
+    for (int64_t i = 0; i < 2; ++i) {  // the reference's running update
+      expected.mul_(i / (i + 1.0));
+      const at::Tensor scaled = X[i] * std::sqrt(2.0 / (i + 1));
+      expected += scaled.t().matmul(scaled);
+    }
+    const at::Tensor& H = accumulator.hessian();
+    EXPECT_TRUE(at::equal(H, H.t())) << t << " threads";
+    EXPECT_LT((H - expected).abs().max().item<double>(), 1e-6 * expected.abs().max().item<double>()) << t << " threads";
+  }
+  at::set_num_threads(threads);
+  const double full = 2.0 * 600 * columns * columns;
+  EXPECT_NEAR(hessian_update_flops(600, columns) / full, 0.5 * (1 + static_cast<double>(kGramBlock) / columns), 0.06);
+  EXPECT_EQ(hessian_update_flops(600, kGramBlock), 2.0 * 600 * kGramBlock * kGramBlock);
 }
 
 TEST(LinearSelection, FollowsTheReferenceRule) {

@@ -64,7 +64,7 @@ LayerNeeds layer_needs(const model::DecoderModel& model, int64_t layer, const Ru
     needs.gptq_flops += factorisation_flops(c, shape.inverse_factor);
     needs.hessian_bytes += 4 * c * c;
     needs.widest_input = std::max(needs.widest_input, c);
-    needs.hessian_flops += hessian_update_flops(tokens, c);
+    needs.hessian_flops += hessian_update_flops(tokens, c, model.device());
   }
   const std::string prefix = model.linear_weight_name(layer, model.linear_names()[0]);
   const std::string layer_prefix = prefix.substr(0, prefix.find(model.linear_names()[0]));
