@@ -8,6 +8,7 @@
 #include "pbllm/quant/gptq_pb.h"
 #include "pbllm/quant/hessian.h"
 #include "pbllm/quant/layer_driver.h"
+#include "gptq_pb_rows_avx2.h"
 #include "random_layer.h"
 #include "reference_gptq_pb.h"
 #include "test_support.h"
@@ -103,6 +104,23 @@ TEST(GptqPb, EmulatedCudaKernelEqualsTheCpuPath) {
     EXPECT_TRUE(at::equal(cpu.weight, emulated.weight)) << label;
     EXPECT_DOUBLE_EQ(cpu.loss, emulated.loss) << label;
   });
+}
+
+// The AVX2 column loop (8 rows a register) against the per-row loop: the
+// same bits, for every method, metric and group size, with compensation and
+// without, rows not a multiple of 8 (the last 5 run per row).
+TEST(GptqPb, Avx2ColumnLoopEqualsThePerRowLoopBitForBit) {
+  if (!kernels::gptq_pb_rows_avx2_available()) GTEST_SKIP() << "this CPU has no AVX2: only the per-row loop runs";
+  const auto [W, H] = random_layer(205, 96, 29);
+  for (const bool disable_gptq : {false, true})
+    for_each_configuration(64, 32, [&, &W = W, &H = H](GptqPbOptions options, const std::string& label) {
+      options.disable_gptq = disable_gptq;
+      const auto avx2 = gptq_pb_quantize(W, H, options, "avx2");
+      options.column_loop = ColumnLoop::fused_cpu_per_row;
+      const auto per_row = gptq_pb_quantize(W, H, options, "per row");
+      EXPECT_TRUE(at::equal(avx2.weight, per_row.weight)) << label << (disable_gptq ? " rtn" : "");
+      EXPECT_EQ(avx2.loss, per_row.loss) << label;
+    });
 }
 
 TEST(GptqPb, CudaKernelEqualsTheCpuPath) {

@@ -24,6 +24,7 @@
 
 #include "pbllm/core/check.h"
 #include "gptq_pb_block.h"
+#include "gptq_pb_rows_avx2.h"
 #include "pbllm/report/logging.h"
 #include "pbllm/report/profile.h"
 
@@ -111,13 +112,26 @@ at::Tensor try_inverse_factor(const at::Tensor& H, double percdamp, InverseFacto
 }
 
 // The fused CPU column loop of one block: phase 1 once, then phase 2 for the
-// rows in parallel (each thread a range of rows with its own buffer).
-void run_block_on_cpu(const kernels::BlockProblem& problem) {
+// rows in parallel (each thread a range of groups of 8 rows with its own
+// buffer): 8 rows at a time with AVX2 where the CPU has it (the same bits),
+// else and for the last rows one at a time.
+void run_block_on_cpu(const kernels::BlockProblem& problem, bool per_row) {
+  constexpr int64_t kGroup = kernels::kGptqPbRowsPerAvx2Walk;
+  static const bool avx2 = kernels::gptq_pb_rows_avx2_available();
+  const bool eight_at_a_time = avx2 && !per_row;
   std::vector<float> u_block(static_cast<size_t>(problem.n * problem.n));
   kernels::load_u_block(problem, u_block.data(), 0, 1);
-  at::parallel_for(0, problem.rows, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> buffer(static_cast<size_t>(problem.n));
-    for (int64_t row = begin; row < end; ++row) kernels::walk_row(problem, u_block.data(), row, buffer.data());
+  const int64_t groups = (problem.rows + kGroup - 1) / kGroup;
+  at::parallel_for(0, groups, 2, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(static_cast<size_t>(problem.n * kGroup));
+    for (int64_t group = begin; group < end; ++group) {
+      const int64_t first = group * kGroup, last = std::min(problem.rows, first + kGroup);
+      if (eight_at_a_time && last - first == kGroup) {
+        kernels::walk_rows8_avx2(problem, u_block.data(), first, buffer.data());
+        continue;
+      }
+      for (int64_t row = first; row < last; ++row) kernels::walk_row(problem, u_block.data(), row, buffer.data());
+    }
   });
 }
 
@@ -135,7 +149,7 @@ void run_block(const kernels::BlockProblem& problem, ColumnLoop loop, const at::
     kernels::gptq_pb_block_emulated(problem);
     return;
   }
-  run_block_on_cpu(problem);
+  run_block_on_cpu(problem, loop == ColumnLoop::fused_cpu_per_row);
 }
 
 }  // namespace

@@ -18,7 +18,8 @@ SalientMetric salient_metric_from_name(const std::string& name);  // "magnitude"
 // Who runs the column loop of a CPU-resident weight (a CUDA weight always
 // goes to the CUDA kernel).
 enum class ColumnLoop {
-  fused_cpu,             // the phases of kernels/gptq_pb_phases.h, rows in parallel
+  fused_cpu,             // the phases of kernels/gptq_pb_phases.h, rows in parallel, 8 at a time with AVX2 where the CPU has it
+  fused_cpu_per_row,     // the same, one row at a time (the portable loop; tests and benchmarks)
   emulated_cuda_kernel,  // the CUDA kernel's launch emulated on the host (tests; single-threaded)
 };
 
