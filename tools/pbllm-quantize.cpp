@@ -30,6 +30,7 @@ using pbllm::str_cat;
 
 struct Arguments {
   std::string model, dataset, method, metric = "magnitude", inverse_factor = "reference", data_dir, save, eval, json, format = "hf";
+  std::string calibration_dtype = "compute";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
   pbllm::tools::DeviceFlags device;
@@ -53,6 +54,10 @@ void add_flags(CLI::App& app, Arguments& a) {
                  "reference (three factorisations, its exact roundings) or one-cholesky (faster)")
       ->check(CLI::IsMember({"reference", "one-cholesky"}));
   app.add_option("--nsamples", a.nsamples, "calibration windows")->check(pbllm::tools::count_range());
+  app.add_option("--calibration-dtype,--calibration_dtype", a.calibration_dtype,
+                 "the calibration activations between layers: compute (the compute dtype), float16 or bfloat16 "
+                 "(half the memory; each window still computes in the compute dtype)")
+      ->check(CLI::IsMember({"compute", "float16", "bfloat16"}));
   app.add_option("--seed", a.seed, "random.seed for the calibration windows");
   app.add_option("--seqlen", a.seqlen, "window length (default: min(2048, the model's context))")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
@@ -114,7 +119,7 @@ nlohmann::json arguments_json(const Arguments& a, int64_t seqlen) {
           {"disable_gptq", a.gptq.disable_gptq}, {"stats_over_binarized", a.gptq.low.statistics_over_binarized_only},
           {"high_range_from_salient", a.gptq.high_range_from_salient},
           {"zero_point_per_row", a.gptq.low.zero_point_per_row}, {"device", a.device.device},
-          {"compute_dtype", a.device.compute_dtype},
+          {"compute_dtype", a.device.compute_dtype}, {"calibration_dtype", a.calibration_dtype},
           {"max_windows", a.max_windows}, {"format", a.format}};
 }
 
@@ -157,6 +162,7 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
   shape.inverse_factor = a.gptq.inverse_factor;
   shape.packed = a.format == "pb";
   shape.eval_seqlen = evaluate ? run.seqlen : 0;
+  shape.calibration_dtype = a.gptq.calibration_dtype;
   const auto plan = pbllm::quant::plan_run(model, shape);
   // The floors' rates: float32 for GPTQ-PB, the compute dtype's for the forward and the Hessians.
   const bool float32 = model.compute_dtype() == at::kFloat;
@@ -168,7 +174,8 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
   for (const auto& memory : plan.memories)
     PBLLM_CHECK(memory.fits() || a.force || a.dry_run, "the plan needs ", memory.peak_bytes >> 20, " MiB on ",
                 memory.where, " but ", (memory.available_bytes + memory.in_use_bytes) >> 20,
-                " MiB are available: lower --nsamples / --seqlen, free memory, or add --force to run anyway");
+                " MiB are available: lower --nsamples / --seqlen, hold the calibration activations in 16 bits "
+                "(--calibration-dtype bfloat16), free memory, or add --force to run anyway");
 }
 
 // report.json's content, replacing `path` atomically.
@@ -258,6 +265,8 @@ int main(int argc, char** argv) {
     a.gptq.low.method = pbllm::low_bit_method_from_name(a.method);
     a.gptq.metric = pbllm::quant::salient_metric_from_name(a.metric);
     a.gptq.inverse_factor = pbllm::quant::inverse_factor_from_name(a.inverse_factor);
+    if (a.calibration_dtype != "compute")
+      a.gptq.calibration_dtype = a.calibration_dtype == "float16" ? at::kHalf : at::kBFloat16;
     a.gptq.validate();  // one-line errors before anything is loaded
     Run run{pbllm::data::Dataset::parse(a.dataset)};
     run.data_dir = a.data_dir.empty() ? pbllm::data::default_data_dir() : std::filesystem::path(a.data_dir);

@@ -81,6 +81,8 @@ class HessianObserver : public model::LinearInputObserver {
 // Runs layer `index` on every sample, one sequence at a time as the reference
 // does, writing into one preallocated tensor (a list joined at the end would
 // hold the layer's outputs twice: 2 GB more at LLaMA-7B, nsamples 128).
+// The outputs are held in the inputs' dtype (GptqPbOptions::calibration_dtype);
+// each window runs in the compute dtype.
 at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::Tensor& inputs,
                      HessianObserver* observer) {
   const auto timed = report::timed(report::Phase::forward, layer_forward_flops(model, index, inputs.size(0), inputs.size(1)));
@@ -88,7 +90,8 @@ at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::
   for (int64_t sample = 0; sample < inputs.size(0); ++sample) {
     check_interrupted();
     if (observer) observer->next_forward();
-    outputs.narrow(0, sample, 1).copy_(model.layer(index, inputs.narrow(0, sample, 1), observer));
+    const at::Tensor window = inputs.narrow(0, sample, 1).to(model.compute_dtype());
+    outputs.narrow(0, sample, 1).copy_(model.layer(index, window, observer));
   }
   return outputs;
 }
@@ -220,6 +223,7 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
   const at::Tensor ids = at::tensor(flat, at::TensorOptions().dtype(at::kLong))
                              .view({static_cast<int64_t>(calibration_windows.size()), -1});
   at::Tensor hidden = embed_timed(model, ids);
+  if (options.calibration_dtype != at::ScalarType::Undefined) hidden = hidden.to(options.calibration_dtype);
 
   const int64_t kept_layers = state ? state->finished_layers() : 0;
   PBLLM_CHECK(kept_layers <= model.num_layers(), state ? state->dir().string() : "", " holds ", kept_layers,

@@ -157,7 +157,10 @@ RunPlan plan_run(const model::DecoderModel& model, const RunShape& shape) {
   // One sample through a layer: the residual stream, norms, q / k / v / attention / o, the MLP's intermediates.
   const int64_t forward_bytes =
       saturated(length * static_cast<double>(12 * config.hidden_size + 4 * config.intermediate_size) * compute_size);
-  const int64_t activations = saturated(2 * tokens * static_cast<double>(config.hidden_size) * compute_size);
+  const double held_size = shape.calibration_dtype == at::ScalarType::Undefined
+                               ? static_cast<double>(compute_size)
+                               : static_cast<double>(at::elementSize(shape.calibration_dtype));
+  const int64_t activations = saturated(2 * tokens * static_cast<double>(config.hidden_size) * held_size);
   const int64_t accumulate = 4 * largest.widest_input * largest.widest_input +
                              saturated(4 * length * static_cast<double>(largest.widest_input));
   const int64_t layer_work = std::max(forward_bytes + accumulate, largest.gptq_bytes) + largest.hessian_bytes;

@@ -192,7 +192,7 @@ expect_error "layer 1 self_attn.q_proj: the Hessian has NaN or Inf values (activ
 
 # The plan: printed before the work, a refusal when it cannot fit, --dry-run writes nothing.
 expect_error "--threads 100000 is more than 4x the" "$QUANTIZE" "$MODEL" ptb xnor --threads 100000
-expect_error "MiB are available: lower --nsamples / --seqlen, free memory, or add --force" \
+expect_error "MiB are available: lower --nsamples / --seqlen, hold the calibration activations in 16 bits (--calibration-dtype bfloat16), free memory, or add --force" \
   "$QUANTIZE" "$MODEL" ptb xnor --nsamples 100000000 --seqlen 512 --save "$SCRATCH/huge"
 check "a refused plan leaves nothing behind" test -z "$(ls -d "$SCRATCH"/huge* 2>/dev/null)"
 "$QUANTIZE" "$MODEL" ptb xnor --nsamples 100000000 --seqlen 512 --dry-run --save "$SCRATCH/dry" >"$SCRATCH/plan.out" 2>&1
@@ -203,6 +203,12 @@ check "--dry-run writes nothing" test -z "$(ls -d "$SCRATCH"/dry* 2>/dev/null)"
 check "--dry-run prints the peak and the time" grep -qE "^plan  host   peak .* GiB of .* GiB available$" "$SCRATCH/plan.out"
 check "... and the time" grep -q "^plan  time " "$SCRATCH/plan.out"
 check "... and no Linear" bash -c "! grep -q '^\[layer' '$SCRATCH/plan.out'"
+"$QUANTIZE" "$MODEL" ptb xnor --nsamples 8192 --seqlen 512 --dry-run >"$SCRATCH/plan32.out" 2>&1
+"$QUANTIZE" "$MODEL" ptb xnor --nsamples 8192 --seqlen 512 --dry-run --calibration-dtype bfloat16 >"$SCRATCH/plan16.out" 2>&1
+activations() { awk '/calibration activations/ {print $(NF-1)}' "$1"; }
+check "--calibration-dtype bfloat16 halves the planned activations ($(activations "$SCRATCH/plan32.out") -> $(activations "$SCRATCH/plan16.out") GiB)" \
+  python3 -c "import sys; a, b = float('$(activations "$SCRATCH/plan32.out")'), float('$(activations "$SCRATCH/plan16.out")'); sys.exit(not (a > 0 and abs(b - a / 2) <= 0.006))"
+expect_error "--calibration-dtype: int8 not in {compute,float16,bfloat16}" "$QUANTIZE" "$MODEL" ptb xnor --calibration-dtype int8
 
 # SIGTERM / SIGINT: the next safe point, exit 143 / 130, nothing half-written.
 for signal in TERM INT; do

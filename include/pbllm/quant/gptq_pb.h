@@ -64,6 +64,11 @@ struct GptqPbOptions {
   // reference takes it over all weights of the row).
   bool high_range_from_salient = false;
   ColumnLoop column_loop = ColumnLoop::fused_cpu;
+  // The layer driver's: the dtype the calibration activations (a layer's
+  // inputs and outputs for every window) are held in between layers;
+  // Undefined: the compute dtype. Each window is computed in the compute
+  // dtype. 16 bits halve the largest item of a big run's memory.
+  at::ScalarType calibration_dtype = at::ScalarType::Undefined;
 
   // One-line errors for values out of range (low_frac outside [0, 1], ...).
   void validate() const;

@@ -20,6 +20,7 @@ struct RunShape {
   InverseFactor inverse_factor = InverseFactor::reference;
   bool packed = false;              // --format pb: the packed Linears are held too
   int64_t eval_seqlen = 0;          // 0: no evaluation after quantizing
+  at::ScalarType calibration_dtype = at::ScalarType::Undefined;  // GptqPbOptions::calibration_dtype
 };
 
 struct MemoryItem {
