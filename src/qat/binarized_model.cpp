@@ -31,6 +31,9 @@ pack::PackedLinears read_salient_masks(const fs::path& dir, double outlier_fract
   const auto settings = weights.metadata().find("pbllm.settings");
   PBLLM_CHECK(settings != weights.metadata().end(), file.string(), ": no pbllm.settings metadata");
   const auto json = nlohmann::json::parse(settings->second, nullptr, false);
+  PBLLM_CHECK(!json.is_object() || json.value("tool", "") != "pbllm-qat", "--masks ", dir.string(),
+              " is pbllm-qat's output; the hessian masks come from pbllm-quantize MODEL DATASET xnor "
+              "--salient_metric hessian --low_frac ", 1 - outlier_fraction, " --save MASKS --format pb");
   PBLLM_CHECK(json.is_object() && json.contains("low_frac") && json.at("low_frac").is_number(), file.string(),
               ": pbllm.settings has no low_frac");
   const double low_frac = json.at("low_frac").get<double>();

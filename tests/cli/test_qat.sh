@@ -87,6 +87,8 @@ expect_error "--format pb stores the outliers as codes of their frozen 8-bit gri
 expect_error "--train_outlier and --weight_decay move them off it" \
   "$QAT" "$STORIES" ptb --save "$SCRATCH/x" --format pb --weight_decay 0.01
 expect_error "--format needs --save" "$QAT" "$STORIES" ptb --format pb
+expect_error "is pbllm-qat's output; the hessian masks come from pbllm-quantize" \
+  "$QAT" "$STORIES" ptb "${HESSIAN[@]}" --masks "$SCRATCH/packed" "${SHORT[@]}"
 expect_error "--format: gz not in {hf,pb}" "$QAT" "$STORIES" ptb --save "$SCRATCH/x" --format gz
 expect_error "is or contains the model being read" "$QAT" "$STORIES" ptb "${SHORT[@]}" --save "$STORIES"
 # Outputs never replace what the run reads or writes.
