@@ -4,6 +4,8 @@
 // xnor, low_frac 0.9, salient_metric hessian, high_bit 8, percdamp 0.01 gave
 // layer 0 q_proj loss 12884.26 and perplexity ptb test 218.35, wikitext2 test
 // 194.83.
+#include <ATen/TensorOperators.h>
+
 #include <cmath>
 #include <cstdio>
 
@@ -104,6 +106,22 @@ TEST(QuantizeStories260KCalibration, BFloat16ActivationsStayNearTheReferenceRun)
   evaluation.seqlen = 512;
   const auto results = eval::evaluate_datasets(*model, *tokenizer, evaluation);
   EXPECT_NEAR(results[0].result.perplexity, 218.35, 0.01 * 218.35);
+}
+
+// float16 activations that overflow: one line naming where, before any Hessian.
+TEST(QuantizeStories260KCalibration, Float16OverflowIsOneLine) {
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  auto model = model::DecoderModel::load(checkpoint, at::kCPU);
+  const std::string embedding = "model.embed_tokens.weight";
+  model->set_weight(embedding, model->weight(embedding) * 1e6);
+  const std::vector<std::vector<int32_t>> windows = {{1, 2, 3, 4, 5, 6, 7, 8}};
+  quant::GptqPbOptions options;
+  options.calibration_dtype = at::kHalf;
+  EXPECT_ERROR_CONTAINS(quant::quantize_layers(*model, windows, options, quant::LinearSelection{}),
+                        "the embeddings overflow float16 (above 65504): hold the calibration activations in bfloat16");
+  options.calibration_dtype = at::kInt;
+  EXPECT_ERROR_CONTAINS(quant::quantize_layers(*model, windows, options, quant::LinearSelection{}),
+                        "calibration activations in Int: float32, float16 or bfloat16 only");
 }
 
 INSTANTIATE_TEST_SUITE_P(InverseFactors, QuantizeStories260K,

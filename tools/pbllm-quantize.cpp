@@ -171,11 +171,14 @@ void check_plan(const Arguments& a, const Run& run, const pbllm::model::DecoderM
       float32 ? plan.gemm_flops_per_second : pbllm::quant::measure_gemm_rate(model.device(), model.compute_dtype()));
   std::printf("%s", plan.format().c_str());
   std::fflush(stdout);
+  // 16-bit activations help where they are float32 now (the CPU's compute dtype).
+  const bool float32_activations = a.gptq.calibration_dtype == at::ScalarType::Undefined && float32;
   for (const auto& memory : plan.memories)
     PBLLM_CHECK(memory.fits() || a.force || a.dry_run, "the plan needs ", memory.peak_bytes >> 20, " MiB on ",
                 memory.where, " but ", (memory.available_bytes + memory.in_use_bytes) >> 20,
-                " MiB are available: lower --nsamples / --seqlen, hold the calibration activations in 16 bits "
-                "(--calibration-dtype bfloat16), free memory, or add --force to run anyway");
+                " MiB are available: lower --nsamples / --seqlen, ",
+                float32_activations ? "hold the calibration activations in 16 bits (--calibration-dtype bfloat16), " : "",
+                "free memory, or add --force to run anyway");
 }
 
 // report.json's content, replacing `path` atomically.

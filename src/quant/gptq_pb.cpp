@@ -81,6 +81,9 @@ void GptqPbOptions::validate() const {
   PBLLM_CHECK(groupsize == -1 || (groupsize > 0 && groupsize % blocksize == 0), "--groupsize ", groupsize,
               " must be -1 or a positive multiple of --blocksize ", blocksize);
   PBLLM_CHECK(percdamp >= 0, "--percdamp ", percdamp, " must be non-negative");
+  PBLLM_CHECK(calibration_dtype == at::ScalarType::Undefined || calibration_dtype == at::kFloat ||
+                  calibration_dtype == at::kHalf || calibration_dtype == at::kBFloat16,
+              "calibration activations in ", at::toString(calibration_dtype), ": float32, float16 or bfloat16 only");
 }
 
 namespace {

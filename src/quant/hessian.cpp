@@ -54,9 +54,10 @@ void for_each_gram_block(int64_t columns, Block&& block) {
 // ssyrk). Each row panel of the lower triangle is one GEMM, X[:, panel]^T
 // X[:, :panel end], about half the full product's FLOPs in all, added into H
 // as it is made: no n x n temporary. Each entry is the full product's dot
-// product; on one thread MKL sums it in the same order (the full GEMM's bits),
-// on more it may split a sum differently, as it does for the full product at
-// another thread count.
+// product; on this machine's MKL the results are the full GEMM's bits on one
+// and two threads (SmolLM2-135M's quantized weights compared), but a BLAS may
+// split a panel's sum differently than the full product's, as it does for the
+// full product at another thread count.
 void update_lower_triangle(at::Tensor& hessian, const at::Tensor& x, float keep) {
   const int64_t n = x.size(1);
   float* h = hessian.data_ptr<float>();
@@ -120,7 +121,7 @@ void HessianAccumulator::add(const at::Tensor& input) {
 #endif
   // On the CPU, the reference's exact sequence of float32 roundings.
   const at::Tensor scaled = rows.to(hessian_.device(), at::kFloat) * std::sqrt(2.0 / sequences_);
-  if (hessian_.size(0) > kGramBlock) {
+  if (hessian_.is_cpu() && hessian_.size(0) > kGramBlock) {
     update_lower_triangle(hessian_, scaled, static_cast<float>(keep));  // torch's mul_ rounds keep to float too
     upper_stale_ = true;
     return;
@@ -131,6 +132,7 @@ void HessianAccumulator::add(const at::Tensor& input) {
 
 const at::Tensor& HessianAccumulator::hessian() const {
   if (upper_stale_) {
+    const auto timed = report::timed(report::Phase::hessian);
     mirror_lower_triangle(hessian_);
     upper_stale_ = false;
   }

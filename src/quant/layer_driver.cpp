@@ -1,6 +1,7 @@
 #include "pbllm/quant/layer_driver.h"
 
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/isfinite.h>
 #include <ATen/ops/trace.h>
 #include <ATen/ops/tensor.h>
 #include <c10/core/GradMode.h>
@@ -81,6 +82,13 @@ class HessianObserver : public model::LinearInputObserver {
 // Runs layer `index` on every sample, one sequence at a time as the reference
 // does, writing into one preallocated tensor (a list joined at the end would
 // hold the layer's outputs twice: 2 GB more at LLaMA-7B, nsamples 128).
+// Calibration activations held in float16 (GptqPbOptions::calibration_dtype)
+// overflow above 65504: one line, not a NaN Hessian a layer later.
+void check_held(const at::Tensor& hidden, const std::string& what) {
+  PBLLM_CHECK(hidden.scalar_type() != at::kHalf || at::isfinite(hidden).all().item<bool>(), what,
+              " overflow float16 (above 65504): hold the calibration activations in bfloat16");
+}
+
 // The outputs are held in the inputs' dtype (GptqPbOptions::calibration_dtype);
 // each window runs in the compute dtype.
 at::Tensor run_layer(const model::DecoderModel& model, int64_t index, const at::Tensor& inputs,
@@ -224,6 +232,7 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
                              .view({static_cast<int64_t>(calibration_windows.size()), -1});
   at::Tensor hidden = embed_timed(model, ids);
   if (options.calibration_dtype != at::ScalarType::Undefined) hidden = hidden.to(options.calibration_dtype);
+  check_held(hidden, "the embeddings");
 
   const int64_t kept_layers = state ? state->finished_layers() : 0;
   PBLLM_CHECK(kept_layers <= model.num_layers(), state ? state->dir().string() : "", " holds ", kept_layers,
@@ -250,6 +259,7 @@ std::vector<LinearReport> quantize_layers(model::DecoderModel& model,
     if (packed != nullptr) packed->insert(finished.packed.begin(), finished.packed.end());
     reports.insert(reports.end(), finished.reports.begin(), finished.reports.end());
     hidden = run_layer(model, layer, hidden, nullptr);
+    check_held(hidden, str_cat("layer ", layer, "'s outputs"));
     progress.update(layer + 1);
   }
   return reports;

@@ -22,9 +22,11 @@ class HessianAccumulator {
   // most kGramBlock wide); on a GPU one cuBLAS GEMM reads fp16 / bf16 inputs
   // as they are, accumulating in float32.
   HessianAccumulator(int64_t columns, const at::Device& device = at::kCPU);
+  HessianAccumulator(const HessianAccumulator&) = delete;  // copies would share the storage, not the state
+  HessianAccumulator& operator=(const HessianAccumulator&) = delete;
   // input: [batch, seq, columns] or [seq, columns]; each batch row counts as one sequence.
   void add(const at::Tensor& input);
-  const at::Tensor& hessian() const;  // exactly symmetric
+  const at::Tensor& hessian() const;  // exactly symmetric; not to be called from two threads at once
   int64_t sequences() const { return sequences_; }
 
  private:
