@@ -22,6 +22,17 @@ namespace {
 
 using pbllm::testing::source_path;
 
+// The reference run's settings: xnor, low_frac 0.9, hessian, high_bit 8, percdamp 0.01.
+quant::GptqPbOptions reference_run_options() {
+  quant::GptqPbOptions options;
+  options.low.method = LowBitMethod::xnor;
+  options.low_frac = 0.9;
+  options.metric = quant::SalientMetric::hessian;
+  options.high_bit = 8;
+  options.percdamp = 0.01;
+  return options;
+}
+
 // The reference run, with U made either way (the three factorisations, or one
 // Cholesky and a triangular inverse): the same pinned numbers.
 class QuantizeStories260K : public ::testing::TestWithParam<quant::InverseFactor> {};
@@ -33,12 +44,7 @@ TEST_P(QuantizeStories260K, MatchesTheReferenceRun) {
   const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
   const auto windows =
       data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 32, 0, 512);
-  quant::GptqPbOptions options;
-  options.low.method = LowBitMethod::xnor;
-  options.low_frac = 0.9;
-  options.metric = quant::SalientMetric::hessian;
-  options.high_bit = 8;
-  options.percdamp = 0.01;
+  quant::GptqPbOptions options = reference_run_options();
   options.inverse_factor = inverse_factor;
   report::Profile& profile = report::run_profile();
   profile.reset();
@@ -91,10 +97,7 @@ TEST(QuantizeStories260KCalibration, BFloat16ActivationsStayNearTheReferenceRun)
   const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
   const auto windows =
       data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 32, 0, 512);
-  quant::GptqPbOptions options;
-  options.low.method = LowBitMethod::xnor;
-  options.low_frac = 0.9;
-  options.metric = quant::SalientMetric::hessian;
+  quant::GptqPbOptions options = reference_run_options();
   options.calibration_dtype = at::kBFloat16;
   const auto reports = quant::quantize_layers(*model, windows, options, quant::LinearSelection{});
   ASSERT_EQ(reports.size(), 35u);
