@@ -13,6 +13,12 @@
 //            quantized values, the errors [rows, n] (for the update of the
 //            columns right of the block, a GEMM) and adds its loss.
 // Rows are independent inside a block, which is what makes this parallel.
+// A row may also be walked by several threads, its "lanes" (a power of two):
+// lane l owns the columns j = l (mod lanes), keeps them in its buffer at
+// j / lanes, quantizes them and applies every error to them, so the only
+// value that crosses lanes is the error of the column just quantized. Each
+// column sees the same operations in the same order whatever the lanes:
+// every launch shape gives the same bits. walk_row is the one-lane walk.
 // No warp intrinsics: the host emulation must run the same code.
 #pragma once
 
@@ -131,27 +137,119 @@ PBLLM_HOST_DEVICE inline void load_u_block(const BlockProblem& p, float* u_block
   }
 }
 
-// Phase 2: row `row` walks the block; `buffer` holds n floats private to the row.
+// The lanes of one row: this thread's lane and log2 of their number.
+struct RowLanes {
+  int lane, shift;
+};
+
+// Phase 2a: the lane's columns of the row into its buffer (column j at j / lanes).
+PBLLM_HOST_DEVICE inline void load_row_columns(const BlockProblem& p, int64_t row, RowLanes lanes, float* buffer) {
+  const float* w_row = p.weights + row * p.columns + p.first;
+  for (int64_t j = lanes.lane; j < p.n; j += int64_t{1} << lanes.shift) buffer[j >> lanes.shift] = w_row[j];
+}
+
+// Phase 2b, by the lane that owns column i (i = lane mod lanes): quantize it,
+// write the value and the error, add its loss; returns the error e, 0 without
+// compensation. Its buffer entry is final: only this lane ever changed it.
+PBLLM_HOST_DEVICE inline float quantize_column(const BlockProblem& p, const float* u_block, int64_t row, int64_t i,
+                                               int shift, const float* buffer, double& loss) {
+  const float w = buffer[i >> shift];
+  const bool binarized = p.binarized[row * p.columns + p.first + i];
+  const float q = binarized ? quantize_low(w, row, p.low) : quantize_high(w, row, p.high);
+  const float d = u_block[i * p.n + i];
+  const float difference = w - q;
+  // Rounded as the reference's float32 tensor ops: square, divide, then accumulate.
+  loss += static_cast<double>(difference * difference / (d * d));
+  p.weights[row * p.columns + p.first + i] = q;
+  if (!p.compensate) return 0.0f;
+  const float e = difference / d;
+  p.errors[row * p.n + i] = e;
+  return e;
+}
+
+// Phase 2c, every lane: column i's error onto the lane's columns after i.
+PBLLM_HOST_DEVICE inline void apply_error(const BlockProblem& p, const float* u_block, int64_t i, float e,
+                                          RowLanes lanes, float* buffer) {
+  const float* u_row = u_block + i * p.n;
+  const int64_t count = int64_t{1} << lanes.shift;
+  // The lane's first column after i: i + 1 rounded up to lane (mod lanes).
+  const int64_t first = i + 1 + ((lanes.lane - (i + 1)) & (count - 1));
+  for (int64_t j = first; j < p.n; j += count) buffer[j >> lanes.shift] -= e * u_row[j];
+}
+
+// Phase 2 by one thread: row `row` walks the block; `buffer` holds n floats private to the row.
 PBLLM_HOST_DEVICE inline void walk_row(const BlockProblem& p, const float* u_block, int64_t row, float* buffer) {
-  float* w_row = p.weights + row * p.columns + p.first;
-  const bool* m_row = p.binarized + row * p.columns + p.first;
-  for (int64_t j = 0; j < p.n; ++j) buffer[j] = w_row[j];
+  const RowLanes alone{0, 0};
+  load_row_columns(p, row, alone, buffer);
   double loss = 0;
   for (int64_t i = 0; i < p.n; ++i) {
-    const float w = buffer[i];
-    const float q = m_row[i] ? quantize_low(w, row, p.low) : quantize_high(w, row, p.high);
-    const float* u_row = u_block + i * p.n;
-    const float d = u_row[i];
-    const float difference = w - q;
-    // Rounded as the reference's float32 tensor ops: square, divide, then accumulate.
-    loss += static_cast<double>(difference * difference / (d * d));
-    w_row[i] = q;
-    if (!p.compensate) continue;
-    const float e = difference / d;
-    p.errors[row * p.n + i] = e;
-    for (int64_t j = i + 1; j < p.n; ++j) buffer[j] -= e * u_row[j];
+    const float e = quantize_column(p, u_block, row, i, alone.shift, buffer, loss);
+    if (p.compensate) apply_error(p, u_block, i, e, alone, buffer);
   }
   p.row_loss[row] += loss;
+}
+
+// One thread of the block kernel (kernels/gptq_pb_block.cu) and of its host
+// emulation, which call these steps in the kernel's order:
+//   load_u_block; barrier; start_walk;
+//   for each column i: quantize_step; barrier (the row's warp); apply_step;
+//   finish_walk.
+// The CUDA block's shared memory: the rows' losses, their error slots, then U.
+// A row's error goes through a slot chosen by the parity of its column, so one
+// barrier per column suffices: the slot written at column i + 2 was last read
+// at column i, before every lane reached column i + 1's barrier.
+struct BlockShared {
+  double* row_loss;   // [rows per block]: the loss of the block's columns, added in column order
+  float* error_slot;  // [rows per block][2]
+  float* u_block;     // [n][n]
+};
+
+PBLLM_HOST_DEVICE inline int64_t block_shared_floats(int64_t rows_per_block, int64_t n) {
+  return rows_per_block * 2 /* the losses, as floats */ + rows_per_block * 2 + n * n;
+}
+
+PBLLM_HOST_DEVICE inline BlockShared carve_block_shared(double* base, int64_t rows_per_block) {
+  float* slots = reinterpret_cast<float*>(base + rows_per_block);
+  return {base, slots, slots + 2 * rows_per_block};
+}
+
+struct BlockThread {
+  int64_t row;    // the matrix row it walks
+  int local_row;  // that row within the CUDA block
+  RowLanes lanes;
+  bool live;      // row < rows: the last block's spare threads still reach every barrier
+};
+
+PBLLM_HOST_DEVICE inline BlockThread block_thread(const BlockProblem& p, int64_t block, int thread, int threads,
+                                                  int lane_shift) {
+  const int local_row = thread >> lane_shift;
+  const int64_t row = block * (threads >> lane_shift) + local_row;
+  return {row, local_row, {thread & ((1 << lane_shift) - 1), lane_shift}, row < p.rows};
+}
+
+PBLLM_HOST_DEVICE inline void start_walk(const BlockProblem& p, const BlockThread& t, const BlockShared& shared,
+                                         float* buffer) {
+  if (!t.live) return;
+  if (t.lanes.lane == 0) shared.row_loss[t.local_row] = 0;  // lane 0 also owns column 0: no barrier needed
+  load_row_columns(p, t.row, t.lanes, buffer);
+}
+
+PBLLM_HOST_DEVICE inline void quantize_step(const BlockProblem& p, const BlockThread& t, const BlockShared& shared,
+                                            int64_t i, const float* buffer) {
+  if (!t.live || t.lanes.lane != (i & ((int64_t{1} << t.lanes.shift) - 1))) return;
+  shared.error_slot[2 * t.local_row + (i & 1)] =
+      quantize_column(p, shared.u_block, t.row, i, t.lanes.shift, buffer, shared.row_loss[t.local_row]);
+}
+
+PBLLM_HOST_DEVICE inline void apply_step(const BlockProblem& p, const BlockThread& t, const BlockShared& shared,
+                                         int64_t i, float* buffer) {
+  if (!t.live || !p.compensate) return;
+  apply_error(p, shared.u_block, i, shared.error_slot[2 * t.local_row + (i & 1)], t.lanes, buffer);
+}
+
+// After the last column's barrier, lane 0 sees the row's whole loss.
+PBLLM_HOST_DEVICE inline void finish_walk(const BlockProblem& p, const BlockThread& t, const BlockShared& shared) {
+  if (t.live && t.lanes.lane == 0) p.row_loss[t.row] += shared.row_loss[t.local_row];
 }
 
 }  // namespace pbllm::kernels

@@ -76,11 +76,11 @@ sanitize() {
 
 kernel() {
   BUILD_DIR=$BUILD DEVICE=cuda scripts/bench_gptq.sh --json "$OUT/bench_gptq.json" | tee "$OUT/bench_gptq.log"
-  # The column loop (the kernel) against the trailing GEMMs tells whether a
-  # transposed shared-memory tile is worth writing; the thresholds, whether the
-  # radix select beats CUDA's one-block kthvalue.
+  # The column loop (the kernel, in the launch shape chosen for this GPU)
+  # against the trailing GEMMs tells whether the shape fills the GPU; the
+  # thresholds, whether the radix select beats CUDA's one-block kthvalue.
   local line
-  while read -r line; do note "kernel: $line"; done < <(grep -oE '^[0-9x]+ +fused.*loop / GEMMs +[0-9.]+x\)|^[0-9x]+ +threshold.*' "$OUT/bench_gptq.log")
+  while read -r line; do note "kernel: $line"; done < <(grep -oE '^[0-9x]+ +fused.*loop / GEMMs +[0-9.]+x\)( \[kernel: [^]]*\])?|^[0-9x]+ +threshold.*' "$OUT/bench_gptq.log")
 }
 
 random_model() {

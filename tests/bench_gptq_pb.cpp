@@ -19,6 +19,11 @@
 #include "pbllm/model/device.h"
 #include "pbllm/quant/gptq_pb.h"
 #include "bench_timing.h"
+#ifdef PBLLM_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+
+#include "gptq_pb_block.h"
+#endif
 #include "reference_gptq_pb.h"
 #include "tool_main.h"
 
@@ -45,6 +50,22 @@ at::Tensor trailing_gemms(at::Tensor W, const at::Tensor& U, const at::Tensor& e
         .addmm_(errors, U.narrow(0, first, blocksize).narrow(1, first + blocksize, right), 1.0, -1.0);
   }
   return W;
+}
+
+// The block kernel's launch shape on this GPU for the Linear's blocks; "" on the CPU.
+std::string block_launch(const at::Tensor& W, int64_t blocksize, const at::Device& device) {
+#ifdef PBLLM_WITH_CUDA
+  if (device.is_cuda()) {
+    const c10::cuda::CUDAGuard on_device(device);
+    pbllm::kernels::BlockProblem block{};
+    block.rows = W.size(0);
+    block.columns = W.size(1);
+    block.n = std::min(blocksize, block.columns);
+    return pbllm::kernels::describe(block, pbllm::kernels::gptq_pb_block_launch(block));
+  }
+#endif
+  (void)W, (void)blocksize, (void)device;
+  return "";
 }
 
 }  // namespace
@@ -103,6 +124,8 @@ int main(int argc, char** argv) {
       }
       std::printf("%-11s fused %7.3f s = setup %7.3f + column loop %7.3f + trailing GEMMs %7.3f (loop / GEMMs %5.2fx)",
                   shape.c_str(), fused, setup, loop, gemms, loop / gemms);
+      const std::string launch = block_launch(W, options.blocksize, device);
+      if (!launch.empty()) std::printf(" [kernel: %s]", launch.c_str());
       if (skip_restated)
         std::printf(" on %s\n", device.str().c_str());
       else
@@ -113,7 +136,7 @@ int main(int argc, char** argv) {
       rows.push_back({{"shape", shape}, {"fused_s", fused}, {"trailing_gemms_s", gemms}, {"setup_s", setup},
                       {"column_loop_s", loop}, {"threshold_kthvalue_s", kthvalue}, {"threshold_radix_s", radix},
                       {"restated_s", skip_restated ? nlohmann::json() : nlohmann::json(restated)},
-                      {"device", device.str()}});
+                      {"device", device.str()}, {"block_launch", launch}});
     }
     if (!json_path.empty()) std::ofstream(json_path) << rows.dump(2) << "\n";
   });

@@ -93,10 +93,11 @@ void for_each_configuration(int64_t groupsize, int64_t blocksize,
 }
 
 // The CUDA kernel's launch, emulated on the host (its phases, its thread to
-// row mapping, its shared-memory staging), against the fused CPU loop: they
-// run the same phase functions, so the results are identical.
+// row mapping, its shared-memory staging, in the shape it would take on an
+// H100: here 16 lanes a row, 2 rows a block), against the fused CPU loop:
+// they run the same phase functions, so the results are identical.
 TEST(GptqPb, EmulatedCudaKernelEqualsTheCpuPath) {
-  const auto [W, H] = random_layer(200, 96, 13);  // 200 rows: two CUDA blocks of 128 threads, the second partial
+  const auto [W, H] = random_layer(200, 96, 13);
   for_each_configuration(64, 32, [&, &W = W, &H = H](GptqPbOptions options, const std::string& label) {
     const auto cpu = gptq_pb_quantize(W, H, options, "cpu");
     options.column_loop = ColumnLoop::emulated_cuda_kernel;
@@ -145,11 +146,11 @@ TEST(GptqPb, CudaKernelEqualsTheCpuPath) {
 }
 
 #ifdef PBLLM_WITH_CUDA
-// One launch of the block kernel against its host emulation on the same
+// Launches of the block kernel against its host emulation on the same
 // inputs (U, mask, quantizer parameters): with --fmad=false the GPU must give
 // the emulation's floats and doubles bit for bit, for every low-bit method,
-// at a block that starts inside the matrix (first = 128) and a partial
-// second CUDA block of rows.
+// at a block that starts inside the matrix (first = 128), a partial last
+// CUDA block of rows, in several launch shapes.
 TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped (the emulated kernel test ran instead)";
   const int64_t rows = 300, columns = 256, first = 128, n = 128;
@@ -173,21 +174,31 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
                                     static_cast<float>(std::max(traits.levels - 1, 1))},
                                    true, t[8].data_ptr<float>(), t[9].data_ptr<double>()};
     };
-    kernels::gptq_pb_block_emulated(problem(host));
+    kernels::gptq_pb_block_emulated(problem(host), kernels::BlockLaunch{128, 1});  // one thread a row
     const int label = static_cast<int>(method);
     // On the legacy default stream and on a pool stream (Torch's current one
     // there, as pbllm launches it): the kernel runs on the stream it is given.
+    // In the shape chosen for this GPU, and in others: every shape gives the
+    // same bits (BlockLaunch.EveryShapeGivesTheOneThreadWalksBits on the host).
     const c10::cuda::CUDAStream pool = c10::cuda::getStreamFromPool();
-    for (const bool on_pool : {false, true}) {
-      const c10::cuda::CUDAStreamGuard guard(on_pool ? pool : c10::cuda::getDefaultCUDAStream());
-      std::vector<at::Tensor> device;
-      for (const at::Tensor& t : inputs) device.push_back(t.cuda());
-      kernels::gptq_pb_block(problem(device), c10::cuda::getCurrentCUDAStream().stream());
-      // .cpu() copies on the current stream, after the kernel.
-      EXPECT_TRUE(at::equal(device[0].cpu(), host[0])) << "weights, method " << label << " pool stream " << on_pool;
-      EXPECT_TRUE(at::equal(device[8].cpu(), host[8])) << "errors, method " << label << " pool stream " << on_pool;
-      EXPECT_TRUE(at::equal(device[9].cpu(), host[9])) << "row losses, method " << label << " pool stream " << on_pool;
-    }
+    for (const bool on_pool : {false, true})
+      for (const int lanes : {0, 1, 4, 32}) {
+        const c10::cuda::CUDAStreamGuard guard(on_pool ? pool : c10::cuda::getDefaultCUDAStream());
+        std::vector<at::Tensor> device;
+        for (const at::Tensor& t : inputs) device.push_back(t.cuda());
+        void* stream = c10::cuda::getCurrentCUDAStream().stream();
+        if (lanes == 0) {
+          kernels::gptq_pb_block(problem(device), stream);
+        } else {
+          kernels::gptq_pb_block(problem(device), {lanes == 32 ? 256 : 64, lanes}, stream);
+        }
+        // .cpu() copies on the current stream, after the kernel.
+        const std::string where = "method " + std::to_string(label) + " pool stream " + std::to_string(on_pool) +
+                                  " lanes " + std::to_string(lanes) + " (0: the chosen shape)";
+        EXPECT_TRUE(at::equal(device[0].cpu(), host[0])) << "weights, " << where;
+        EXPECT_TRUE(at::equal(device[8].cpu(), host[8])) << "errors, " << where;
+        EXPECT_TRUE(at::equal(device[9].cpu(), host[9])) << "row losses, " << where;
+      }
     EXPECT_FALSE(at::equal(host[0], W)) << "the block was quantized, method " << label;
   }
 }

@@ -148,8 +148,8 @@ void run_block(const kernels::BlockProblem& problem, ColumnLoop loop, const at::
     throw Error("this pbllm was built without CUDA kernels (-DPBLLM_CUDA=OFF)");
 #endif
   }
-  if (loop == ColumnLoop::emulated_cuda_kernel) {
-    kernels::gptq_pb_block_emulated(problem);
+  if (loop == ColumnLoop::emulated_cuda_kernel) {  // in the shape the kernel would take on an H100
+    kernels::gptq_pb_block_emulated(problem, kernels::choose_block_launch(problem, kernels::kH100Limits));
     return;
   }
   run_block_on_cpu(problem, loop == ColumnLoop::fused_cpu_per_row);

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""pbllm-quantize against the reference's own run.py path (hahnyuan/PB-LLM gptq_pb, transformers 4.35.2)
+on the same random float32 LLaMA checkpoints, calibration (ptb), method (xnor, low_frac 0.9, hessian,
+8 bits, blocksize 128) and threads, one after the other in the same session: wall time and peak RSS of
+each process, the reference's GPTQ-PB part (the sum of its fasterquant "time" lines), pbllm's floor (the
+sum of its phases' FLOP floors, from its --json) and both total losses (the same job: they agree to float
+rounding, which the masks amplify in later layers). scripts/bench_quantize.sh sets it up.
+
+  bench_quantize.py run --reference CHECKOUT --pbllm BUILD/tools/pbllm-quantize --work DIR
+      [--layer-job] [--widths 512,1024,2048,4096] [--nsamples 4,8,16,32,64] [--nsamples-width 1024]
+  bench_quantize.py plot RESULTS.json OUT.png
+  bench_quantize.py reference MODEL_DIR --checkout CHECKOUT --nsamples N --threads T   (one reference run)
+
+The reference runs on the CPU as its code stands except for two things it cannot do there: its
+torch.cuda.synchronize / empty_cache calls are no-ops without a GPU, and datasets.load_dataset reads the
+bundled data/ptb files (the sentences Hugging Face's ptb_text_only holds: the lines, stripped), since
+nothing may be downloaded. It runs in WORK/runs/<point>, where it writes its masks (outputs/mask) and its
+tokenized windows (cache/), as it does in its own folder.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEQLEN = 2048
+METHOD = ["xnor", "--low_frac", "0.9", "--salient_metric", "hessian", "--high_bit", "8", "--blocksize", "128"]
+
+
+# ---------------------------------------------------------------- one reference run (a child process)
+
+def ptb_dataset(split):
+    name = {"train": "ptb.train.txt", "validation": "ptb.valid.txt", "test": "ptb.test.txt"}[split]
+    with open(ROOT / "data/ptb" / name, encoding="utf-8") as f:
+        return {"sentence": [line.strip() for line in f]}
+
+
+def load_dataset(path, name=None, split=None, **_):
+    if path != "ptb_text_only":
+        raise SystemExit(f"bench_quantize: only ptb is bundled (the reference asked for {path})")
+    return ptb_dataset(split)
+
+
+def run_reference(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if not torch.cuda.is_available():  # the reference calls these unconditionally
+        torch.cuda.synchronize = lambda *a, **k: None
+        torch.cuda.empty_cache = lambda *a, **k: None
+    import importlib.machinery
+
+    datasets = types.ModuleType("datasets")  # a module with a spec: transformers probes for it
+    datasets.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
+    datasets.load_dataset = load_dataset
+    sys.modules["datasets"] = datasets
+    sys.path.insert(0, str(Path(args.checkout) / "gptq_pb"))
+    import datautils
+    import run
+
+    # run.py picks the LLaMA path from "huggyllama" in the model's name: a link with that name.
+    link = Path.cwd() / f"huggyllama-{Path(args.model).name}"
+    if not link.exists():
+        link.symlink_to(Path(args.model).resolve())
+    model_name = str(link)
+    run.args = argparse.Namespace(
+        model=model_name, nsamples=args.nsamples, seed=0, minlayer=-1, maxlayer=1000, quant_only="",
+        invert=False, low_quant_method="xnor", groupsize=-1, high_bit=8, salient_metric="hessian",
+        disable_gptq=False, low_frac=0.9, percdamp=0.01, blocksize=128, plot=False)
+    # run.py's __main__, without its evaluation: load, calibration data, quantize.
+    model = run.get_model(model_name)
+    model.eval()
+    dataloader, _ = datautils.get_loaders("ptb", nsamples=args.nsamples, seed=0, model=model_name,
+                                          seqlen=model.seqlen)
+    run.quant_sequential(model, dataloader, "cpu")
+
+
+# ---------------------------------------------------------------- the sweep
+
+def measured(command, log, cwd=None):
+    """(wall seconds, peak RSS bytes) of a child process; its output goes to LOG."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench_quantize: {' '.join(map(str, command))} failed; see {log}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def random_model(work, hidden, layers):
+    """A random float32 LLaMA of that width (LLaMA-7B's proportions: intermediate 11008/4096 of hidden,
+    heads of 128), made once and kept under WORK/models. The intermediate size is rounded to a multiple of
+    the blocksize: the reference asserts that down_proj's columns are one."""
+    out = work / "models" / f"llama-h{hidden}-l{layers}"
+    if not (out / "config.json").exists():
+        intermediate = round(hidden * 11008 / 4096 / 128) * 128
+        subprocess.run([sys.executable, ROOT / "scripts/make_random_llama.py", out, "--hidden", str(hidden),
+                        "--intermediate", str(intermediate), "--layers", str(layers),
+                        "--heads", str(max(1, hidden // 128)), "--dtype", "float32", "--device", "cpu"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def one_point(args, work, label, hidden, layers, nsamples):
+    model = random_model(work, hidden, layers)
+    tag = f"{label}-h{hidden}-l{layers}-n{nsamples}"
+    run_dir = work / "runs" / tag
+    shutil.rmtree(run_dir, ignore_errors=True)  # the reference caches its tokenized windows: start cold
+    (run_dir / "outputs").mkdir(parents=True)  # where the reference saves its masks
+    ref_log = run_dir / "reference.log"
+    ref_wall, ref_rss = measured(
+        [sys.executable, Path(__file__).resolve(), "reference", model, "--checkout", args.reference,
+         "--nsamples", str(nsamples), "--threads", str(args.threads)], ref_log, cwd=run_dir)
+    ref_text = ref_log.read_text()
+    ref_gptq = sum(float(t) for t in re.findall(r"^time ([0-9.]+)$", ref_text, re.M))
+    ref_loss = sum(float(e) for e in re.findall(r"^error ([0-9.e+-]+)$", ref_text, re.M))
+    report = run_dir / "pbllm.json"
+    pb_wall, pb_rss = measured(
+        [args.pbllm, model, "ptb", *METHOD, "--nsamples", str(nsamples), "--seqlen", str(SEQLEN),
+         "--threads", str(args.threads), "--json", report], run_dir / "pbllm.log")
+    result = json.loads(report.read_text())
+    profile = result["profile"]
+    pb_loss = sum(linear["loss"] for linear in result["linears"])
+    phases = profile["phases"]
+    point = {
+        "label": label, "hidden": hidden, "layers": layers, "nsamples": nsamples, "threads": args.threads,
+        "reference": {"wall_seconds": ref_wall, "peak_rss_bytes": ref_rss, "gptq_pb_seconds": ref_gptq,
+                      "total_loss": ref_loss},
+        "pbllm": {"wall_seconds": pb_wall, "peak_rss_bytes": pb_rss, "total_loss": pb_loss,
+                  "gptq_pb_seconds": sum(phases[p]["seconds"] for p in
+                                         ("factorisation", "mask", "column_loop", "trailing_gemms")),
+                  "floor_seconds": sum(p.get("floor_seconds", 0.0) for p in phases.values()),
+                  "phases": {name: p["seconds"] for name, p in phases.items()},
+                  "gemm_flops_per_second": profile["gemm_flops_per_second"]},
+    }
+    ref, pb = point["reference"], point["pbllm"]
+    print(f"{tag:28s} reference {ref_wall:7.1f} s {ref_rss / 2**30:5.2f} GiB | pbllm {pb_wall:7.1f} s "
+          f"{pb_rss / 2**30:5.2f} GiB (floor {pb['floor_seconds']:6.1f} s, {pb_wall / pb['floor_seconds']:.2f}x) | "
+          f"{ref_wall / pb_wall:.2f}x faster, memory {pb_rss / ref_rss:.2f}x | total loss {ref_loss:.6g} / "
+          f"{pb_loss:.6g}", flush=True)
+    return point
+
+
+def integers(text):
+    return [int(x) for x in text.split(",") if x]
+
+
+def run_sweep(args):
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    points = []
+    if args.layer_job:  # the issue's one LLaMA-7B-shaped layer, nsamples 4
+        points.append(one_point(args, work, "layer", 4096, 1, 4))
+    for hidden in integers(args.widths):
+        points.append(one_point(args, work, "width", hidden, 2, 4))
+    for nsamples in integers(args.nsamples):
+        points.append(one_point(args, work, "nsamples", args.nsamples_width, 2, nsamples))
+    results = work / "results.json"
+    results.write_text(json.dumps({"host": os.uname().nodename, "cpus": os.cpu_count(),
+                                   "method": METHOD, "seqlen": SEQLEN, "points": points}, indent=1))
+    print(f"wrote {results}")
+
+
+# ---------------------------------------------------------------- the plot
+
+def plot(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = json.loads(Path(args.results).read_text())["points"]
+    sweeps = [("width", "hidden", "model width (hidden; 2 layers, nsamples 4 x 2048)"),
+              ("nsamples", "nsamples", "nsamples x 2048 (2 layers, hidden %s)")]
+    sweeps = [(label, key, title) for label, key, title in sweeps if any(p["label"] == label for p in points)]
+    if not sweeps:
+        raise SystemExit(f"bench_quantize: {args.results} holds no width or nsamples sweep")
+    figure, axes = plt.subplots(2, len(sweeps), figsize=(6.4 * len(sweeps), 8), dpi=100, squeeze=False)
+    for column, (label, key, title) in enumerate(sweeps):
+        rows = sorted((p for p in points if p["label"] == label), key=lambda p: p[key])
+        x = [p[key] for p in rows]
+        if label == "nsamples":
+            title = title % rows[0]["hidden"]
+        time_axis, memory_axis = axes[0][column], axes[1][column]
+        time_axis.plot(x, [p["reference"]["wall_seconds"] for p in rows], "o-", label="reference run.py")
+        time_axis.plot(x, [p["pbllm"]["wall_seconds"] for p in rows], "s-", label="pbllm-quantize")
+        time_axis.plot(x, [p["pbllm"]["floor_seconds"] for p in rows], "k--", label="floor (FLOPs / GEMM rate)")
+        time_axis.set_ylabel("wall seconds")
+        memory_axis.plot(x, [p["reference"]["peak_rss_bytes"] / 2**30 for p in rows], "o-", label="reference run.py")
+        memory_axis.plot(x, [p["pbllm"]["peak_rss_bytes"] / 2**30 for p in rows], "s-", label="pbllm-quantize")
+        memory_axis.set_ylabel("peak RSS (GiB)")
+        for axis in (time_axis, memory_axis):
+            axis.set_xscale("log", base=2)
+            axis.set_yscale("log")
+            axis.set_xticks(x, [str(v) for v in x])
+            axis.set_xlabel(title)
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend()
+    figure.suptitle("GPTQ-PB quantization (ptb, xnor, low_frac 0.9, hessian, 8 bits) on random float32 LLaMAs")
+    figure.tight_layout()
+    figure.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = parser.add_subparsers(dest="mode", required=True)
+    sweep = modes.add_parser("run")
+    sweep.add_argument("--reference", required=True, help="a hahnyuan/PB-LLM checkout")
+    sweep.add_argument("--pbllm", required=True, help="the pbllm-quantize binary")
+    sweep.add_argument("--work", required=True, help="models, logs and results.json go here")
+    sweep.add_argument("--threads", type=int, default=os.cpu_count())
+    sweep.add_argument("--layer-job", action="store_true", help="also the one LLaMA-7B-shaped layer")
+    sweep.add_argument("--widths", default="512,1024,2048,4096")
+    sweep.add_argument("--nsamples", default="4,8,16,32,64")
+    sweep.add_argument("--nsamples-width", type=int, default=1024)
+    figure = modes.add_parser("plot")
+    figure.add_argument("results")
+    figure.add_argument("out")
+    reference = modes.add_parser("reference")
+    reference.add_argument("model")
+    reference.add_argument("--checkout", required=True)
+    reference.add_argument("--nsamples", type=int, required=True)
+    reference.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args()
+    {"run": run_sweep, "plot": plot, "reference": run_reference}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
