@@ -196,9 +196,10 @@ def plot(args):
         memory_axis.plot(x, [p["reference"]["peak_rss_bytes"] / 2**30 for p in rows], "o-", label="reference run.py")
         memory_axis.plot(x, [p["pbllm"]["peak_rss_bytes"] / 2**30 for p in rows], "s-", label="pbllm-quantize")
         memory_axis.set_ylabel("peak RSS (GiB)")
+        time_axis.set_yscale("log")
+        memory_axis.set_ylim(bottom=0)
         for axis in (time_axis, memory_axis):
             axis.set_xscale("log", base=2)
-            axis.set_yscale("log")
             axis.set_xticks(x, [str(v) for v in x])
             axis.set_xlabel(title)
             axis.grid(True, which="both", alpha=0.3)

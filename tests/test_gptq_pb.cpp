@@ -94,7 +94,7 @@ void for_each_configuration(int64_t groupsize, int64_t blocksize,
 
 // The CUDA kernel's launch, emulated on the host (its phases, its thread to
 // row mapping, its shared-memory staging, in the shape it would take on an
-// H100: here 16 lanes a row, 2 rows a block), against the fused CPU loop:
+// H100: here 8 lanes a row, 4 rows a block), against the fused CPU loop:
 // they run the same phase functions, so the results are identical.
 TEST(GptqPb, EmulatedCudaKernelEqualsTheCpuPath) {
   const auto [W, H] = random_layer(200, 96, 13);
@@ -294,6 +294,34 @@ TEST(GptqPb, ASharedFactorGivesTheSameResult) {
   EXPECT_GT(factor_hessian(indefinite, GptqPbOptions{}, "test").damping_retries, 0) << "the second case retried";
   const HessianFactor other = factor_hessian(random_layer(24, 32, 6).second, GptqPbOptions{}, "test");
   EXPECT_THROW(gptq_pb_quantize(W, H, GptqPbOptions{}, "test", &other), Error);
+}
+
+// factor_hessian works on the Hessian itself, not a copy: its diagonal (dead
+// columns set to 1, the damping, each retry's) is put back bit for bit,
+// also when no damping helps and it throws; and the factor is the one a
+// copy gives (inverse_hessian_factor copies), for both ways of making U.
+TEST(GptqPb, FactorHessianLeavesTheHessianAsItWas) {
+  auto [W, H] = random_layer(24, 64, 6);
+  H.select(0, 5).zero_();
+  H.select(1, 5).zero_();  // column 5 never activated: its diagonal is set to 1 for the factorisation
+  at::Tensor indefinite = H.clone();
+  indefinite.diagonal().narrow(0, 3, 1).neg_();  // needs retries
+  const at::Tensor hopeless = -at::eye(64);        // negative definite: every damping fails
+  for (const InverseFactor how : {InverseFactor::reference, InverseFactor::one_cholesky})
+    for (const at::Tensor& hessian : {H, indefinite}) {
+      const at::Tensor before = hessian.clone();
+      GptqPbOptions options;
+      options.inverse_factor = how;
+      const HessianFactor factor = factor_hessian(hessian, options, "test");
+      EXPECT_TRUE(at::equal(hessian, before)) << "the Hessian changed";
+      at::Tensor dead_filled = hessian.clone();
+      dead_filled.diagonal().masked_fill_(dead_filled.diagonal() == 0, 1.0);
+      EXPECT_TRUE(at::equal(factor.upper, inverse_hessian_factor(dead_filled, options.percdamp, "test", nullptr,
+                                                                 nullptr, how)));
+    }
+  const at::Tensor before = hopeless.clone();
+  EXPECT_THROW(factor_hessian(hopeless, GptqPbOptions{}, "test"), Error);
+  EXPECT_TRUE(at::equal(hopeless, before)) << "a failed factorisation left the Hessian changed";
 }
 
 TEST(GptqPb, SalientFractionFollowsLowFrac) {

@@ -71,6 +71,8 @@ class HessianObserver : public model::LinearInputObserver {
     PBLLM_CHECK(found != accumulators_.end(), "no calibration input reached ", linear);
     return found->second->hessian();
   }
+  // After the Linear is quantized: a Hessian is freed with the last Linear that reads it.
+  void release(const std::string& linear) { accumulators_.erase(linear); }
 
  private:
   std::vector<std::string> linears_;
@@ -155,7 +157,7 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
     const auto start = std::chrono::steady_clock::now();
     const std::string weight_name = model.linear_weight_name(layer, linear);
     const std::string label = str_cat("layer ", layer, " ", linear);
-    const at::Tensor& hessian = observer.hessian(linear);
+    const at::Tensor hessian = observer.hessian(linear);  // a handle: release() below may free the accumulator
     log::debug(str_cat(label, ": Hessian trace ", hessian.trace().item<double>()));
     // On a GPU the weight joins its Hessian there and the CUDA kernel runs the column loop.
     const at::Tensor weight = model.weight(weight_name).to(model.device());
@@ -165,6 +167,7 @@ LayerState quantize_layer(model::DecoderModel& model, int64_t layer, const at::T
       factored = hessian.data_ptr();
     }
     const GptqPbResult result = gptq_pb_quantize(weight, hessian, options, label, &factor);
+    observer.release(linear);
     if (pack_linears)
       finished.packed[weight_name] = std::make_shared<const pack::PackedLinear>(pack::encode_linear(
           quantized_linear(result, options, model.weight(weight_name).scalar_type()), weight_name));

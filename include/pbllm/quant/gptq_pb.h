@@ -121,6 +121,8 @@ struct HessianFactor {
   double percdamp_used = 0;
   int damping_retries = 0;
 };
+// The factorisation works on `hessian` itself (no n x n copy): its diagonal
+// changes during the call and is put back, bit for bit, before it returns.
 HessianFactor factor_hessian(const at::Tensor& hessian, const GptqPbOptions& options, const std::string& name);
 
 // Quantizes weight [rows, columns] (any float dtype) with Hessian [columns,
