@@ -20,11 +20,7 @@
 
 namespace pbllm::kernels {
 
-#ifdef PBLLM_SHA256_X86
-
-namespace {
-
-alignas(16) constexpr uint32_t kRound[64] = {
+const uint32_t kSha256Round[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
     0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
     0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
@@ -34,7 +30,8 @@ alignas(16) constexpr uint32_t kRound[64] = {
     0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
     0xc67178f2};
 
-}  // namespace
+#ifdef PBLLM_SHA256_X86
+
 
 bool sha256_x86_available() {
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -59,7 +56,7 @@ void sha256_blocks_x86(uint32_t state[8], const uint8_t* data, size_t blocks) {
       message[g] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 16 * g)), big_endian);
     for (int g = 0; g < 16; ++g) {  // rounds 4g .. 4g + 3
       const __m128i current = message[g & 3];
-      __m128i words = _mm_add_epi32(current, _mm_load_si128(reinterpret_cast<const __m128i*>(kRound + 4 * g)));
+      __m128i words = _mm_add_epi32(current, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kSha256Round + 4 * g)));
       cdgh = _mm_sha256rnds2_epu32(cdgh, abef, words);
       if (g >= 3 && g < 15) {  // W[4(g+1) ..]: its msg1 part is in message[(g + 1) & 3]
         __m128i& next = message[(g + 1) & 3];

@@ -9,6 +9,9 @@
 
 namespace pbllm::kernels {
 
+// FIPS 180-4's 64 round constants K, for this code and the portable one.
+extern const uint32_t kSha256Round[64];
+
 // The CPU has SHA, SSSE3 and SSE4.1 (cpuid), and this build has the code.
 bool sha256_x86_available();
 
