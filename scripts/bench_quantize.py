@@ -176,7 +176,12 @@ def plot(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = json.loads(Path(args.results).read_text())["points"]
+    try:
+        points = json.loads(Path(args.results).read_text())["points"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"bench_quantize: cannot read {args.results}: {error}") from None
+    if not isinstance(points, list) or not all(isinstance(p, dict) and "label" in p for p in points):
+        raise SystemExit(f"bench_quantize: {args.results} is not a results.json of bench_quantize.py run")
     sweeps = [("width", "hidden", "model width (hidden; 2 layers, nsamples 4 x 2048)"),
               ("nsamples", "nsamples", "nsamples x 2048 (2 layers, hidden %s)")]
     sweeps = [(label, key, title) for label, key, title in sweeps if any(p["label"] == label for p in points)]
