@@ -33,17 +33,39 @@ quant::GptqPbOptions reference_run_options() {
   return options;
 }
 
+// The reference run's inputs: stories260K, its tokenizer, ptb calibration 32 x 512 with seed 0.
+struct ReferenceRunInputs {
+  std::unique_ptr<model::DecoderModel> model;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::vector<std::vector<int32_t>> windows;
+};
+
+ReferenceRunInputs load_reference_run_inputs() {
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  ReferenceRunInputs inputs;
+  inputs.model = model::DecoderModel::load(checkpoint, at::kCPU);
+  inputs.tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
+  inputs.windows =
+      data::calibration_windows(data::Dataset::parse("ptb"), *inputs.tokenizer, source_path("data"), 32, 0, 512);
+  return inputs;
+}
+
+// The reference's evaluation: the bundled test sets at seqlen 512.
+eval::EvaluationOptions reference_evaluation(std::vector<std::string> datasets) {
+  eval::EvaluationOptions evaluation;
+  evaluation.datasets = std::move(datasets);
+  evaluation.data_dir = source_path("data");
+  evaluation.seqlen = 512;
+  return evaluation;
+}
+
 // The reference run, with U made either way (the three factorisations, or one
 // Cholesky and a triangular inverse): the same pinned numbers.
 class QuantizeStories260K : public ::testing::TestWithParam<quant::InverseFactor> {};
 
 TEST_P(QuantizeStories260K, MatchesTheReferenceRun) {
   const quant::InverseFactor inverse_factor = GetParam();
-  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
-  auto model = model::DecoderModel::load(checkpoint, at::kCPU);
-  const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
-  const auto windows =
-      data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 32, 0, 512);
+  const auto [model, tokenizer, windows] = load_reference_run_inputs();
   quant::GptqPbOptions options = reference_run_options();
   options.inverse_factor = inverse_factor;
   report::Profile& profile = report::run_profile();
@@ -75,11 +97,7 @@ TEST_P(QuantizeStories260K, MatchesTheReferenceRun) {
   EXPECT_NEAR(reports.back().loss, 1313.19, 0.005 * 1313.19);  // layer 4 mlp.down_proj
   for (const auto& report : reports) EXPECT_NEAR(report.salient_fraction, 0.1, 0.001) << report.name;
 
-  eval::EvaluationOptions evaluation;
-  evaluation.datasets = {"ptb", "wikitext2"};
-  evaluation.data_dir = source_path("data");
-  evaluation.seqlen = 512;
-  const auto results = eval::evaluate_datasets(*model, *tokenizer, evaluation);
+  const auto results = eval::evaluate_datasets(*model, *tokenizer, reference_evaluation({"ptb", "wikitext2"}));
   std::printf("layer 0 q_proj loss %.2f, layer 4 down_proj %.2f; perplexity ptb %.4f, wikitext2 %.4f\n",
               reports[0].loss, reports.back().loss, results[0].result.perplexity, results[1].result.perplexity);
   EXPECT_NEAR(results[0].result.perplexity, 218.35, 0.005 * 218.35);
@@ -92,22 +110,14 @@ TEST_P(QuantizeStories260K, MatchesTheReferenceRun) {
 // wikitext2 194.83 -> 201.52 (float16: 174.38 / 170.20: at low_frac 0.9 the
 // masks react to last bits, which is why 16 bits is an option, not the default).
 TEST(QuantizeStories260KCalibration, BFloat16ActivationsStayNearTheReferenceRun) {
-  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
-  auto model = model::DecoderModel::load(checkpoint, at::kCPU);
-  const auto tokenizer = tokenizer::Tokenizer::from_directory(checkpoint.dir());
-  const auto windows =
-      data::calibration_windows(data::Dataset::parse("ptb"), *tokenizer, source_path("data"), 32, 0, 512);
+  const auto [model, tokenizer, windows] = load_reference_run_inputs();
   quant::GptqPbOptions options = reference_run_options();
   options.calibration_dtype = at::kBFloat16;
   const auto reports = quant::quantize_layers(*model, windows, options, quant::LinearSelection{});
   ASSERT_EQ(reports.size(), 35u);
   EXPECT_NEAR(reports[0].loss, 12884.26, 0.005 * 12884.26);
   EXPECT_GT(std::abs(reports[0].loss - 12884.2653), 1) << "the layer inputs were not rounded to bfloat16";
-  eval::EvaluationOptions evaluation;
-  evaluation.datasets = {"ptb"};
-  evaluation.data_dir = source_path("data");
-  evaluation.seqlen = 512;
-  const auto results = eval::evaluate_datasets(*model, *tokenizer, evaluation);
+  const auto results = eval::evaluate_datasets(*model, *tokenizer, reference_evaluation({"ptb"}));
   EXPECT_NEAR(results[0].result.perplexity, 218.35, 0.01 * 218.35);
 }
 
