@@ -71,8 +71,8 @@ GpuLimits current_gpu_limits() {
   if (known[device].multiprocessors == 0) {
     cudaDeviceProp properties{};
     check_cuda(cudaGetDeviceProperties(&properties, device), "cannot read the GPU's properties");
-    known[device] = {properties.multiProcessorCount,
-                     static_cast<int64_t>(properties.sharedMemPerMultiprocessor)};
+    known[device] = {properties.multiProcessorCount, static_cast<int64_t>(properties.sharedMemPerMultiprocessor),
+                     properties.maxThreadsPerMultiProcessor, properties.maxBlocksPerMultiProcessor};
   }
   return known[device];
 }

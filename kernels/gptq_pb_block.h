@@ -31,12 +31,15 @@ struct BlockLaunch {
   }
 };
 
-// What the shape is chosen for: the GPU's multiprocessors and the shared
-// memory one of them holds (cudaDeviceProp's multiProcessorCount and
-// sharedMemPerMultiprocessor).
+// What the shape is chosen for: the GPU's multiprocessors, the shared memory
+// one of them holds and its resident threads and blocks (cudaDeviceProp's
+// multiProcessorCount, sharedMemPerMultiprocessor, maxThreadsPerMultiProcessor,
+// maxBlocksPerMultiProcessor; the last two as on every GPU from sm_80 to sm_90).
 struct GpuLimits {
   int multiprocessors;
   int64_t shared_bytes_per_multiprocessor;
+  int threads_per_multiprocessor = 2048;
+  int blocks_per_multiprocessor = 32;
 };
 constexpr GpuLimits kH100Limits{132, 228 * 1024};  // H100 SXM; the host emulation's default GPU
 
@@ -44,7 +47,8 @@ constexpr GpuLimits kH100Limits{132, 228 * 1024};  // H100 SXM; the host emulati
 int64_t block_shared_bytes(const BlockProblem& problem, const BlockLaunch& launch);
 
 // The shape for a problem on a GPU: the fewest lanes per row that give every
-// multiprocessor as many threads as its shared memory lets it hold (one
+// multiprocessor as many threads as it can hold (its shared memory, threads
+// and blocks per multiprocessor, whichever binds first; one
 // thread per row leaves most of a 132-SM GPU idle on a 4096-row Linear), at
 // least 4 columns a lane; then smaller CUDA blocks while there are fewer
 // blocks than multiprocessors.

@@ -32,8 +32,9 @@ int64_t block_shared_bytes(const BlockProblem& p, const BlockLaunch& launch) {
 
 BlockLaunch choose_block_launch(const BlockProblem& p, const GpuLimits& gpu) {
   BlockLaunch launch;  // 128 threads a block
-  const int64_t blocks_per_multiprocessor =
-      std::max<int64_t>(1, gpu.shared_bytes_per_multiprocessor / block_shared_bytes(p, launch));
+  const int64_t blocks_per_multiprocessor = std::max<int64_t>(
+      1, std::min<int64_t>({gpu.shared_bytes_per_multiprocessor / block_shared_bytes(p, launch),
+                            gpu.threads_per_multiprocessor / launch.threads_per_block, gpu.blocks_per_multiprocessor}));
   const int64_t threads_wanted = gpu.multiprocessors * blocks_per_multiprocessor * launch.threads_per_block;
   const int64_t most_lanes = std::clamp<int64_t>(p.n / 4, 1, kGptqPbMaxLanes);
   while (launch.lanes_per_row < most_lanes && p.rows * launch.lanes_per_row < threads_wanted)

@@ -20,11 +20,18 @@
 //  - Both quantizers run for every lane and the mask picks one: cheaper
 //    than branching per lane, and neither has side effects.
 //  - Rows are independent: the caller gives each thread its groups of 8.
-#include <immintrin.h>
 
 #include "gptq_pb_rows_avx2.h"
 
+#include <cstdlib>
+
+#if defined(__x86_64__) && defined(__AVX2__)  // elsewhere: "not available" (the stubs at the end)
+#include <immintrin.h>
+#define PBLLM_KERNEL_AVX2 1
+#endif
+
 namespace pbllm::kernels {
+#ifdef PBLLM_KERNEL_AVX2
 namespace {
 
 constexpr int kLanes = 8;
@@ -110,5 +117,12 @@ void walk_rows8_avx2(const BlockProblem& p, const float* u_block, int64_t row0, 
   _mm256_store_pd(losses + 4, loss_high);
   for (int l = 0; l < kLanes; ++l) p.row_loss[row0 + l] += losses[l];
 }
+
+#else  // not x86-64 with AVX2: never called, as the check says no
+
+bool gptq_pb_rows_avx2_available() { return false; }
+void walk_rows8_avx2(const BlockProblem&, const float*, int64_t, float*) { std::abort(); }
+
+#endif
 
 }  // namespace pbllm::kernels

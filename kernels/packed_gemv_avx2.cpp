@@ -27,14 +27,20 @@
 //    gather is this part's cost (~4 cycles per 8 here); a code widened from
 //    bytes and rounded per weight cost as much again.
 //  - Row blocks are independent: the caller splits them between threads.
-#include <immintrin.h>
 
+#include <cstdlib>
 #include <vector>
 
 #include "packed_gemv.h"
 #include "packed_gemv_row.h"
 
+#if defined(__x86_64__) && defined(__AVX2__)  // elsewhere: "not available" (the stubs at the end)
+#include <immintrin.h>
+#define PBLLM_KERNEL_AVX2 1
+#endif
+
 namespace pbllm::kernels {
+#ifdef PBLLM_KERNEL_AVX2
 namespace {
 
 inline float horizontal_sum(__m256 v) {
@@ -185,5 +191,11 @@ void packed_gemv_blocks_avx2(const PackedGemvProblem& p, int64_t first, int64_t 
   }
   gemv_blocks_avx2<SalientHigh::code>(p, first, last);
 }
+
+#else  // not x86-64 with AVX2: never called, as the check says no
+
+void packed_gemv_blocks_avx2(const PackedGemvProblem&, int64_t, int64_t) { std::abort(); }
+
+#endif
 
 }  // namespace pbllm::kernels

@@ -11,11 +11,9 @@ rounding, which the masks amplify in later layers). scripts/bench_quantize.sh se
   bench_quantize.py plot RESULTS.json OUT.png
   bench_quantize.py reference MODEL_DIR --checkout CHECKOUT --nsamples N --threads T   (one reference run)
 
-The reference runs on the CPU as its code stands except for two things it cannot do there: its
-torch.cuda.synchronize / empty_cache calls are no-ops without a GPU, and datasets.load_dataset reads the
-bundled data/ptb files (the sentences Hugging Face's ptb_text_only holds: the lines, stripped), since
-nothing may be downloaded. It runs in WORK/runs/<point>, where it writes its masks (outputs/mask) and its
-tokenized windows (cache/), as it does in its own folder.
+The reference runs on the CPU as its code stands but for the two stand-ins of reference_peer.py. It runs
+in WORK/runs/<point>, where it writes its masks (outputs/mask) and its tokenized windows (cache/), as it
+does in its own folder.
 """
 import argparse
 import json
@@ -25,50 +23,22 @@ import shutil
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from reference_peer import ROOT, import_reference, llama_model_name
+
 SEQLEN = 2048
 METHOD = ["xnor", "--low_frac", "0.9", "--salient_metric", "hessian", "--high_bit", "8", "--blocksize", "128"]
 
 
 # ---------------------------------------------------------------- one reference run (a child process)
 
-def ptb_dataset(split):
-    name = {"train": "ptb.train.txt", "validation": "ptb.valid.txt", "test": "ptb.test.txt"}[split]
-    with open(ROOT / "data/ptb" / name, encoding="utf-8") as f:
-        return {"sentence": [line.strip() for line in f]}
-
-
-def load_dataset(path, name=None, split=None, **_):
-    if path != "ptb_text_only":
-        raise SystemExit(f"bench_quantize: only ptb is bundled (the reference asked for {path})")
-    return ptb_dataset(split)
-
-
 def run_reference(args):
-    import torch
-
-    torch.set_num_threads(args.threads)
-    if not torch.cuda.is_available():  # the reference calls these unconditionally
-        torch.cuda.synchronize = lambda *a, **k: None
-        torch.cuda.empty_cache = lambda *a, **k: None
-    import importlib.machinery
-
-    datasets = types.ModuleType("datasets")  # a module with a spec: transformers probes for it
-    datasets.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
-    datasets.load_dataset = load_dataset
-    sys.modules["datasets"] = datasets
-    sys.path.insert(0, str(Path(args.checkout) / "gptq_pb"))
+    import_reference(args.checkout, args.threads)
     import datautils
     import run
 
-    # run.py picks the LLaMA path from "huggyllama" in the model's name: a link with that name.
-    link = Path.cwd() / f"huggyllama-{Path(args.model).name}"
-    if not link.exists():
-        link.symlink_to(Path(args.model).resolve())
-    model_name = str(link)
+    model_name = llama_model_name(args.model)
     run.args = argparse.Namespace(
         model=model_name, nsamples=args.nsamples, seed=0, minlayer=-1, maxlayer=1000, quant_only="",
         invert=False, low_quant_method="xnor", groupsize=-1, high_bit=8, salient_metric="hessian",

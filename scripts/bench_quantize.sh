@@ -11,13 +11,9 @@ cd "$(dirname "$0")/.."
 [[ -f "$REFERENCE/gptq_pb/run.py" ]] || { echo "bench_quantize: $REFERENCE/gptq_pb/run.py not found" >&2; exit 1; }
 WORK=${1:-${BUILD_DIR:-build}/bench_quantize}
 scripts/setup.sh
-VENV=${BUILD_DIR:-build}/reference-venv  # the reference's transformers; torch from the system's
-if [[ ! -x "$VENV/bin/python" ]]; then
-  python3 -m venv --system-site-packages "$VENV" || { echo "bench_quantize: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }
-  "$VENV/bin/pip" install -q "transformers==4.35.2"
-fi
-"$VENV/bin/python" scripts/bench_quantize.py run --reference "$REFERENCE" \
+PYTHON=$(scripts/reference-venv.sh)
+"$PYTHON" scripts/bench_quantize.py run --reference "$REFERENCE" \
   --pbllm "${BUILD_DIR:-build}/tools/pbllm-quantize" --work "$WORK" \
   $([[ "${LAYER_JOB:-1}" == 1 ]] && echo --layer-job) \
   --widths "${WIDTHS:-512,1024,2048,4096}" --nsamples "${NSAMPLES:-4,8,16,32,64}"
-"$VENV/bin/python" scripts/bench_quantize.py plot "$WORK/results.json" "$WORK/quantize-scaling.png"
+"$PYTHON" scripts/bench_quantize.py plot "$WORK/results.json" "$WORK/quantize-scaling.png"

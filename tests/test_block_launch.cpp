@@ -83,6 +83,13 @@ TEST(BlockLaunch, TheChosenShapeFillsTheGpu) {
   const BlockLaunch few = choose_block_launch(shaped(100, 128), kH100Limits);
   EXPECT_EQ(few.lanes_per_row, 32);
   EXPECT_EQ(few.threads_per_block, 32);
+  // Where shared memory allows more, the resident threads bind: a 16-column
+  // block lets an H100 hold 16 blocks of 128 threads a multiprocessor (2048
+  // threads), 270336 in all, which 2^18 rows reach with 2 lanes; a GPU of
+  // half the threads, with 1 lane; counted by shared memory alone, 4.
+  EXPECT_EQ(choose_block_launch(shaped(1 << 18, 16), kH100Limits).lanes_per_row, 2);
+  EXPECT_EQ(choose_block_launch(shaped(1 << 18, 16), GpuLimits{132, 228 * 1024, 1024, 32}).lanes_per_row, 1);
+  EXPECT_EQ(choose_block_launch(shaped(1 << 18, 16), GpuLimits{132, 228 * 1024, 2048, 4}).lanes_per_row, 1);
   // Every choice is a shape the kernel takes.
   for (const int64_t rows : {1, 7, 100, 300, 4096, 11008, 1 << 20})
     for (const int64_t n : {1, 5, 64, 128})

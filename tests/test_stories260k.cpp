@@ -1,6 +1,8 @@
 // The bundled real model against references computed by an independent
 // forward pass (data/reference/): per-story NLL, perplexity, greedy ids.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/allclose.h>
@@ -72,6 +74,30 @@ TEST_F(Stories260K, PerStoryNllAndPerplexityMatchTheReference) {
   EXPECT_EQ(total_tokens, 1804);
   const double perplexity = std::exp(total_nll / total_tokens);
   EXPECT_NEAR(perplexity, reference["ppl"].get<double>(), 1e-4 * reference["ppl"].get<double>());
+}
+
+// --compute-dtype bfloat16 on the CPU: the same stories within bfloat16's
+// rounding of the reference (the products round to 8 bits of mantissa), and
+// not the float32 numbers (it did compute in bfloat16).
+TEST(Stories260KBFloat16, PerplexityIsTheReferenceWithinBFloat16Rounding) {
+  const auto checkpoint = io::Checkpoint::open(source_path("data/stories260K").string());
+  const auto model = model::DecoderModel::load(checkpoint, at::kCPU, at::kBFloat16);
+  ASSERT_EQ(model->compute_dtype(), at::kBFloat16);
+  const nlohmann::json reference =
+      io::read_json_file(source_path("data/reference/reference_ppl_tinystories_sample.json"));
+  double total_nll = 0, largest_difference = 0;
+  int64_t total_tokens = 0;
+  for (const auto& story : reference["stories"]) {
+    const eval::NllSum nll = eval::sequence_nll(*model, story["ids"].get<std::vector<int64_t>>());
+    largest_difference = std::max(largest_difference, std::abs(nll.nll - story["nll_sum"].get<double>()));
+    total_nll += nll.nll;
+    total_tokens += nll.tokens;
+  }
+  const double perplexity = std::exp(total_nll / total_tokens);
+  std::printf("stories260K in bfloat16: perplexity %.6f (reference %.6f), largest story NLL difference %.4f\n",
+              perplexity, reference["ppl"].get<double>(), largest_difference);
+  EXPECT_NEAR(perplexity, reference["ppl"].get<double>(), 1e-2 * reference["ppl"].get<double>());
+  EXPECT_GT(largest_difference, 1e-3) << "the forward did not compute in bfloat16";
 }
 
 TEST_F(Stories260K, GreedyDecodingFromBosGivesTheReferenceIds) {

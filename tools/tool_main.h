@@ -54,7 +54,8 @@ struct DeviceFlags {
   void add_to(CLI::App& app) {
     app.add_option("--device", device, "cpu, cuda or cuda:N");
     app.add_option("--compute-dtype,--compute_dtype", compute_dtype,
-                   "auto (float32 on the CPU, float16 on CUDA), float32 or float16 (CUDA)");
+                   "auto (float32 on the CPU, float16 on CUDA), float32, bfloat16 (fast on CPUs with AVX512-BF16 or AMX) or "
+                   "float16 (CUDA)");
   }
   std::unique_ptr<model::DecoderModel> load(const io::Checkpoint& checkpoint) const {
     const at::Device where = model::parse_device(device);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "pbllm/core/check.h"
+#include "pbllm/report/logging.h"
 
 #ifdef PBLLM_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -38,13 +39,33 @@ at::Device parse_device(const std::string& name) {
 
 at::ScalarType compute_dtype_for(const at::Device& device) { return device.is_cuda() ? at::kHalf : at::kFloat; }
 
-std::string compute_dtype_name(at::ScalarType dtype) { return dtype == at::kHalf ? "float16" : "float32"; }
+std::string compute_dtype_name(at::ScalarType dtype) {
+  if (dtype == at::kHalf) return "float16";
+  return dtype == at::kBFloat16 ? "bfloat16" : "float32";
+}
+
+bool cpu_has_bfloat16_units() {
+  // The kernel's flags, not cpuid: AMX also needs the kernel's consent to the
+  // tile state, which a flag in /proc/cpuinfo implies.
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("flags", 0) == 0)
+      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+  return false;
+}
 
 at::ScalarType parse_compute_dtype(const std::string& name, const at::Device& device) {
   if (name == "auto") return compute_dtype_for(device);
   if (name == "float32") return at::kFloat;
-  PBLLM_CHECK(name == "float16", "--compute-dtype '", name, "' is not one of auto, float32, float16");
-  PBLLM_CHECK(device.is_cuda(), "--compute-dtype float16 needs --device cuda (the CPU computes in float32)");
+  if (name == "bfloat16") {
+    if (device.is_cpu() && !cpu_has_bfloat16_units())
+      log::warn("--compute-dtype bfloat16: this CPU has neither AVX512-BF16 nor AMX, so its bfloat16 products are "
+                "emulated and slower than float32");
+    return at::kBFloat16;
+  }
+  PBLLM_CHECK(name == "float16", "--compute-dtype '", name, "' is not one of auto, float32, bfloat16, float16");
+  PBLLM_CHECK(device.is_cuda(), "--compute-dtype float16 needs --device cuda (the CPU computes in float32 or bfloat16)");
   return at::kHalf;
 }
 

@@ -19,9 +19,13 @@ expect_error "unknown dataset 'wiki'" "$QUANTIZE" "$MODEL" wiki xnor
 expect_error "model '$SCRATCH/none' not found" "$QUANTIZE" "$SCRATCH/none" ptb xnor
 expect_error "unknown dataset 'ptb2'" "$EVAL" "$MODEL" --datasets ptb2
 expect_error "exceeds the model's 512 positions" "$QUANTIZE" "$MODEL" ptb xnor --seqlen 1024
-expect_error "--compute-dtype float16 needs --device cuda (the CPU computes in float32)" \
+expect_error "--compute-dtype float16 needs --device cuda (the CPU computes in float32 or bfloat16)" \
   "$EVAL" "$MODEL" --datasets ptb --compute-dtype float16
-expect_error "--compute-dtype 'bf16' is not one of auto, float32, float16" "$QUANTIZE" "$MODEL" ptb xnor --compute_dtype bf16
+expect_error "--compute-dtype 'bf16' is not one of auto, float32, bfloat16, float16" "$QUANTIZE" "$MODEL" ptb xnor --compute_dtype bf16
+"$EVAL" "$MODEL" --datasets ptb --seqlen 128 --max-windows 2 --compute-dtype bfloat16 --json "$SCRATCH/bf16.json" \
+  --log-level warn >/dev/null 2>&1
+check "pbllm-eval --compute-dtype bfloat16 on the CPU says so in its JSON" python3 -c "
+import json, sys; sys.exit(json.load(open('$SCRATCH/bf16.json'))['meta']['compute_dtype'] != 'bfloat16')"
 
 # Quantize two layers, save, load back with pbllm-eval and transformers.
 "$QUANTIZE" "$MODEL" ptb xnor --low_frac 0.8 --salient-metric hessian --nsamples 4 --seqlen 128 --maxlayer 2 \

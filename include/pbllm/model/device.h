@@ -13,10 +13,14 @@ at::Device parse_device(const std::string& name);
 
 // The dtype the forward computes in by default: float32 on the CPU, fp16 on CUDA.
 at::ScalarType compute_dtype_for(const at::Device& device);
-// --compute-dtype: "auto" (the default above), "float32" (anywhere), "float16"
-// (CUDA only: the CPU's fp16 kernels are slow and partial).
+// --compute-dtype: "auto" (the default above), "float32" (anywhere), "bfloat16"
+// (anywhere: on a CPU with AVX512-BF16 or AMX its products run several times
+// float32's rate; elsewhere they are emulated, which is said in a warning),
+// "float16" (CUDA only: the CPU's fp16 kernels are slow and partial).
 at::ScalarType parse_compute_dtype(const std::string& name, const at::Device& device);
-// The name parse_compute_dtype takes for a compute dtype: "float32", "float16".
+// Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16).
+bool cpu_has_bfloat16_units();
+// The name parse_compute_dtype takes for a compute dtype: "float32", "bfloat16", "float16".
 std::string compute_dtype_name(at::ScalarType dtype);
 
 // Memory a model's compute copies may count on: the machine's RAM for the CPU,
