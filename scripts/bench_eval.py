@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from reference_peer import ROOT, import_reference, llama_model_name
+from reference_peer import ROOT, import_reference, reference_model_name
 
 
 def test_ids(tokenizer_dir, data):
@@ -53,7 +53,7 @@ def reference_eval(args, ids, windows):
     import eval_ppl_utils
     import run
 
-    model = run.get_model(llama_model_name(args.model_dir))  # sets seqlen 2048
+    model = run.get_model(reference_model_name(args.model_dir))  # sets seqlen 2048
     model.eval()
     if model.seqlen != args.seqlen:
         raise SystemExit(f"bench_eval: the reference evaluates LLaMAs in windows of {model.seqlen}")

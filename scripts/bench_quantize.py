@@ -10,6 +10,10 @@ rounding, which the masks amplify in later layers). scripts/bench_quantize.sh se
       [--layer-job] [--widths 512,1024,2048,4096] [--nsamples 4,8,16,32,64] [--nsamples-width 1024]
   bench_quantize.py plot RESULTS.json OUT.png
   bench_quantize.py reference MODEL_DIR --checkout CHECKOUT --nsamples N --threads T   (one reference run)
+  bench_quantize.py opt-check --reference CHECKOUT --pbllm BUILD/tools/pbllm-quantize --work DIR
+      the OPT check of --inverse-factor one-cholesky: a random OPT (OPT-125m's vocabulary and tokenizer,
+      hidden 768, 2 layers, 2048 positions) quantized by the reference's OPT path and by pbllm with each
+      inverse factor; each Linear's loss of the three, side by side
 
 The reference runs on the CPU as its code stands but for the two stand-ins of reference_peer.py. It runs
 in WORK/runs/<point>, where it writes its masks (outputs/mask) and its tokenized windows (cache/), as it
@@ -25,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from reference_peer import ROOT, import_reference, llama_model_name
+from reference_peer import ROOT, import_reference, reference_model_name
 
 SEQLEN = 2048
 METHOD = ["xnor", "--low_frac", "0.9", "--salient_metric", "hessian", "--high_bit", "8", "--blocksize", "128"]
@@ -38,7 +42,7 @@ def run_reference(args):
     import datautils
     import run
 
-    model_name = llama_model_name(args.model)
+    model_name = reference_model_name(args.model)
     run.args = argparse.Namespace(
         model=model_name, nsamples=args.nsamples, seed=0, minlayer=-1, maxlayer=1000, quant_only="",
         invert=False, low_quant_method="xnor", groupsize=-1, high_bit=8, salient_metric="hessian",
@@ -117,6 +121,64 @@ def one_point(args, work, label, hidden, layers, nsamples):
           f"{ref_wall / pb_wall:.2f}x faster, memory {pb_rss / ref_rss:.2f}x | total loss {ref_loss:.6g} / "
           f"{pb_loss:.6g}", flush=True)
     return point
+
+
+def random_opt(work):
+    """A random float32 OPT saved by transformers itself, with the bundled OPT tokenizer (run.py's OPT
+    path calibrates in windows of max_position_embeddings: 2048, as OPT-125m)."""
+    out = work / "models" / "opt-random-h768-l2"
+    if not (out / "config.json").exists():
+        import torch
+        from transformers import OPTConfig, OPTForCausalLM
+
+        torch.manual_seed(0)
+        config = OPTConfig(vocab_size=50272, hidden_size=768, ffn_dim=3072, num_hidden_layers=2,
+                           num_attention_heads=12, max_position_embeddings=2048, word_embed_proj_dim=768,
+                           do_layer_norm_before=True, pad_token_id=1, bos_token_id=2, eos_token_id=2)
+        OPTForCausalLM(config).save_pretrained(out, safe_serialization=True)
+        for file in (ROOT / "tests/data/tokenizers/opt").iterdir():
+            shutil.copy(file, out / file.name)
+    return out
+
+
+def reference_losses(log_text):
+    """{(layer, name): loss} from run.py's "<layer> <name>" and "error <loss>" lines."""
+    losses, current = {}, None
+    for line in log_text.splitlines():
+        if (named := re.fullmatch(r"(\d+) (\S+)", line)):
+            current = (int(named.group(1)), named.group(2))
+        elif (error := re.fullmatch(r"error ([0-9.e+-]+)", line)) and current:
+            losses[current] = float(error.group(1))
+    return losses
+
+
+def opt_check(args):
+    work = Path(args.work).resolve()
+    model = random_opt(work)
+    run_dir = work / "runs" / "opt-check"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    (run_dir / "outputs").mkdir(parents=True)
+    nsamples = 8
+    measured([sys.executable, Path(__file__).resolve(), "reference", model, "--checkout", args.reference,
+              "--nsamples", str(nsamples), "--threads", str(args.threads)], run_dir / "reference.log", cwd=run_dir)
+    columns = {"reference run.py": reference_losses((run_dir / "reference.log").read_text())}
+    for factor in ("reference", "one-cholesky"):
+        report = run_dir / f"pbllm-{factor}.json"
+        measured([args.pbllm, model, "ptb", *METHOD, "--nsamples", str(nsamples), "--seqlen", str(SEQLEN),
+                  "--threads", str(args.threads), "--inverse-factor", factor, "--json", report],
+                 run_dir / f"pbllm-{factor}.log")
+        columns[f"pbllm {factor}"] = {(l["layer"], l["name"]): l["loss"]
+                                      for l in json.loads(report.read_text())["linears"]}
+    keys = list(columns["pbllm reference"])
+    if set(keys) != set(columns["reference run.py"]):
+        raise SystemExit(f"opt-check: the reference quantized {sorted(columns['reference run.py'])}, pbllm {keys}")
+    print(f"{'Linear':24s}" + "".join(f"{name:>22s}" for name in columns))
+    for key in keys:
+        print(f"{key[0]} {key[1]:22s}" + "".join(f"{c[key]:22.6f}" for c in columns.values()))
+    ref = columns["reference run.py"]
+    for name in ("pbllm reference", "pbllm one-cholesky"):
+        worst = max(abs(columns[name][k] / ref[k] - 1) for k in keys)
+        print(f"{name}: largest relative difference from the reference's losses {worst:.2e}")
 
 
 def integers(text):
@@ -200,13 +262,18 @@ def main():
     figure = modes.add_parser("plot")
     figure.add_argument("results")
     figure.add_argument("out")
+    check = modes.add_parser("opt-check")
+    check.add_argument("--reference", required=True, help="a hahnyuan/PB-LLM checkout")
+    check.add_argument("--pbllm", required=True, help="the pbllm-quantize binary")
+    check.add_argument("--work", required=True)
+    check.add_argument("--threads", type=int, default=os.cpu_count())
     reference = modes.add_parser("reference")
     reference.add_argument("model")
     reference.add_argument("--checkout", required=True)
     reference.add_argument("--nsamples", type=int, required=True)
     reference.add_argument("--threads", type=int, required=True)
     args = parser.parse_args()
-    {"run": run_sweep, "plot": plot, "reference": run_reference}[args.mode](args)
+    {"run": run_sweep, "plot": plot, "reference": run_reference, "opt-check": opt_check}[args.mode](args)
 
 
 if __name__ == "__main__":

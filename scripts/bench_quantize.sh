@@ -5,6 +5,7 @@
 # (4 -> 64), plotted with pbllm's FLOP floor. About 20 minutes on 2 cores.
 #   REFERENCE=PB_LLM_CHECKOUT scripts/bench_quantize.sh [WORK_DIR]       (default WORK_DIR: build/bench_quantize)
 #   WIDTHS=512,1024 NSAMPLES=4,8 LAYER_JOB=0 REFERENCE=... scripts/bench_quantize.sh   (a shorter sweep)
+#   OPT_CHECK=1 REFERENCE=... scripts/bench_quantize.sh   (instead: --inverse-factor's OPT check, ~5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${REFERENCE:?set REFERENCE to a hahnyuan/PB-LLM checkout (its gptq_pb/run.py is the peer)}"
@@ -12,6 +13,10 @@ cd "$(dirname "$0")/.."
 WORK=${1:-${BUILD_DIR:-build}/bench_quantize}
 scripts/setup.sh
 PYTHON=$(scripts/reference-venv.sh)
+if [[ "${OPT_CHECK:-0}" == 1 ]]; then
+  exec "$PYTHON" scripts/bench_quantize.py opt-check --reference "$REFERENCE" \
+    --pbllm "${BUILD_DIR:-build}/tools/pbllm-quantize" --work "$WORK"
+fi
 "$PYTHON" scripts/bench_quantize.py run --reference "$REFERENCE" \
   --pbllm "${BUILD_DIR:-build}/tools/pbllm-quantize" --work "$WORK" \
   $([[ "${LAYER_JOB:-1}" == 1 ]] && echo --layer-job) \

@@ -38,10 +38,16 @@ def import_reference(checkout, threads):
     sys.path.insert(0, str(Path(checkout) / "gptq_pb"))
 
 
-def llama_model_name(model_dir):
-    """run.py picks its LLaMA path from "huggyllama" in the model's name: a link with that name, made in
-    the working directory."""
-    link = Path.cwd() / f"huggyllama-{Path(model_dir).name}"
+def reference_model_name(model_dir):
+    """run.py picks its OPT or LLaMA path from "opt" or "huggyllama" in the model's name: a link with that
+    name (by config.json's model_type), made in the working directory and named relative to it (a folder
+    above called "opt" must not turn a LLaMA into an OPT)."""
+    import json
+
+    kind = json.loads((Path(model_dir) / "config.json").read_text())["model_type"]
+    if kind not in ("opt", "llama"):
+        raise SystemExit(f"reference_peer: the reference runs OPT and LLaMA, not {kind}")
+    link = Path.cwd() / f"{'opt' if kind == 'opt' else 'huggyllama'}-{Path(model_dir).name}"
     if not link.exists():
         link.symlink_to(Path(model_dir).resolve())
-    return str(link)
+    return link.name
