@@ -34,7 +34,8 @@ struct BlockLaunch {
 // What the shape is chosen for: the GPU's multiprocessors, the shared memory
 // one of them holds and its resident threads and blocks (cudaDeviceProp's
 // multiProcessorCount, sharedMemPerMultiprocessor, maxThreadsPerMultiProcessor,
-// maxBlocksPerMultiProcessor; the last two as on every GPU from sm_80 to sm_90).
+// maxBlocksPerMultiProcessor; the defaults are sm_80's and sm_90's: sm_86 has
+// 1536 and 16, sm_89 1536 and 24, which a real launch reads from the device).
 struct GpuLimits {
   int multiprocessors;
   int64_t shared_bytes_per_multiprocessor;

@@ -2,9 +2,6 @@
 // kernels read, and the runtime choice of the AVX2 kernel.
 #include "packed_gemv.h"
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
 
 #include <cstdint>
 
@@ -35,17 +32,6 @@ void packed_gemv_blocks_portable(const PackedGemvProblem& p, int64_t first, int6
       [&](int64_t row, float* salient_x) {
         return salient_part(p, row, p.salient_start[row], p.salient_start[row + 1], salient_x);
       });
-}
-
-bool packed_gemv_avx2_available() {
-#if defined(__x86_64__)
-  // F16C through cpuid (leaf 1, ecx bit 29): clang 14's __builtin_cpu_supports does not know it.
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
-#else
-  return false;  // packed_gemv_avx2.cpp builds to stubs
-#endif
 }
 
 }  // namespace pbllm::kernels

@@ -35,6 +35,7 @@
 #include "packed_gemv_row.h"
 
 #if defined(__x86_64__) && defined(__AVX2__)  // elsewhere: "not available" (the stubs at the end)
+#include <cpuid.h>
 #include <immintrin.h>
 #define PBLLM_KERNEL_AVX2 1
 #endif
@@ -178,6 +179,14 @@ void gemv_blocks_avx2(const PackedGemvProblem& p, int64_t first, int64_t last) {
 
 }  // namespace
 
+// Here, beside the kernel: a build without it (no -mavx2) says no on any CPU.
+bool packed_gemv_avx2_available() {
+  // F16C through cpuid (leaf 1, ecx bit 29): clang 14's __builtin_cpu_supports does not know it.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+}
+
 void packed_gemv_blocks_avx2(const PackedGemvProblem& p, int64_t first, int64_t last) {
   switch (p.salient_high) {
     case SalientHigh::half:
@@ -194,6 +203,7 @@ void packed_gemv_blocks_avx2(const PackedGemvProblem& p, int64_t first, int64_t 
 
 #else  // not x86-64 with AVX2: never called, as the check says no
 
+bool packed_gemv_avx2_available() { return false; }
 void packed_gemv_blocks_avx2(const PackedGemvProblem&, int64_t, int64_t) { std::abort(); }
 
 #endif

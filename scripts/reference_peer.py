@@ -4,6 +4,7 @@ Its code runs as it stands except for two things it cannot do here: its uncondit
 torch.cuda.synchronize / empty_cache calls are no-ops without a GPU, and datasets.load_dataset reads the
 bundled data/ptb files (the sentences Hugging Face's ptb_text_only holds: the lines, stripped)."""
 import importlib.machinery
+import os
 import sys
 import types
 from pathlib import Path
@@ -48,6 +49,11 @@ def reference_model_name(model_dir):
     if kind not in ("opt", "llama"):
         raise SystemExit(f"reference_peer: the reference runs OPT and LLaMA, not {kind}")
     link = Path.cwd() / f"{'opt' if kind == 'opt' else 'huggyllama'}-{Path(model_dir).name}"
-    if not link.exists():
-        link.symlink_to(Path(model_dir).resolve())
+    if kind == "llama" and "opt" in link.name:
+        raise SystemExit(f"reference_peer: run.py would take {link.name} for an OPT: rename the folder")
+    target = Path(model_dir).resolve()
+    if link.is_symlink() and Path(os.readlink(link)) != target:
+        link.unlink()  # a link left by another model of the same folder name (or dangling)
+    if not link.is_symlink():
+        link.symlink_to(target)
     return link.name

@@ -36,6 +36,7 @@ GptqPbOptions to_options(const ReferenceOptions& r) {
   o.groupsize = r.groupsize;
   o.percdamp = r.percdamp;
   o.disable_gptq = r.disable_gptq;
+  o.inverse_factor = InverseFactor::reference;  // the restatement's three factorisations, bit for bit
   return o;
 }
 

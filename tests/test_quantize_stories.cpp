@@ -23,9 +23,11 @@ namespace {
 
 using pbllm::testing::source_path;
 
-// The reference run's settings: xnor, low_frac 0.9, hessian, high_bit 8, percdamp 0.01.
+// The reference run's settings: xnor, low_frac 0.9, hessian, high_bit 8, percdamp 0.01,
+// and its three factorisations (MatchesTheReferenceRun also runs one-cholesky).
 quant::GptqPbOptions reference_run_options() {
   quant::GptqPbOptions options;
+  options.inverse_factor = quant::InverseFactor::reference;
   options.low.method = LowBitMethod::xnor;
   options.low_frac = 0.9;
   options.metric = quant::SalientMetric::hessian;

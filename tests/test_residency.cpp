@@ -59,6 +59,17 @@ class ComputeCopies : public ::testing::Test {
   io::Checkpoint checkpoint_;
 };
 
+// --calibration-dtype auto: the fp16 checkpoint's activations in fp16 where
+// the forward is float32; the float32 stories260K's, and any model computing
+// in 16 bits already, in the compute dtype.
+TEST_F(ComputeCopies, AutoCalibrationDtypeIsASixteenBitCheckpointsOwn) {
+  EXPECT_EQ(quant::auto_calibration_dtype(*load()), at::kHalf);
+  EXPECT_EQ(quant::auto_calibration_dtype(*model::DecoderModel::load(checkpoint_, at::kCPU, at::kBFloat16)),
+            at::ScalarType::Undefined);
+  const auto float32 = io::Checkpoint::open(source_path("data/stories260K").string());
+  EXPECT_EQ(quant::auto_calibration_dtype(*model::DecoderModel::load(float32, at::kCPU)), at::ScalarType::Undefined);
+}
+
 TEST_F(ComputeCopies, SetWeightRefreshesTheCopiesAWholeModelKeeps) {
   auto fresh = load();
   fresh->set_weight(kQ0, changed_q0(*fresh));

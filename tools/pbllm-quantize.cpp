@@ -29,8 +29,8 @@ namespace {
 using pbllm::str_cat;
 
 struct Arguments {
-  std::string model, dataset, method, metric = "magnitude", inverse_factor = "one-cholesky", data_dir, save, eval, json, format = "hf";
-  std::string calibration_dtype = "compute";
+  std::string model, dataset, method, metric = "magnitude", inverse_factor = "reference", data_dir, save, eval, json, format = "hf";
+  std::string calibration_dtype = "auto";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
   pbllm::tools::DeviceFlags device;
@@ -51,13 +51,14 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--salient_metric,--salient-metric", a.metric, "magnitude or hessian")
       ->check(CLI::IsMember({"magnitude", "hessian"}));
   app.add_option("--inverse-factor,--inverse_factor", a.inverse_factor,
-                 "one-cholesky (one Cholesky and one triangular inverse; the default) or reference (the reference's three factorisations, its exact roundings)")
+                 "reference (the reference's three factorisations, its exact roundings; the default) or one-cholesky (one Cholesky and one triangular inverse: faster)")
       ->check(CLI::IsMember({"reference", "one-cholesky"}));
   app.add_option("--nsamples", a.nsamples, "calibration windows")->check(pbllm::tools::count_range());
   app.add_option("--calibration-dtype,--calibration_dtype", a.calibration_dtype,
-                 "the calibration activations between layers: compute (the compute dtype), float16 or bfloat16 "
+                 "the calibration activations between layers: auto (the default: a float16 / bfloat16 "
+                 "checkpoint's own dtype, else compute), compute (the compute dtype), float16 or bfloat16 "
                  "(half the memory; each window still computes in the compute dtype)")
-      ->check(CLI::IsMember({"compute", "float16", "bfloat16"}));
+      ->check(CLI::IsMember({"auto", "compute", "float16", "bfloat16"}));
   app.add_option("--seed", a.seed, "random.seed for the calibration windows");
   app.add_option("--seqlen", a.seqlen, "window length (default: min(2048, the model's context))")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
@@ -268,7 +269,7 @@ int main(int argc, char** argv) {
     a.gptq.low.method = pbllm::low_bit_method_from_name(a.method);
     a.gptq.metric = pbllm::quant::salient_metric_from_name(a.metric);
     a.gptq.inverse_factor = pbllm::quant::inverse_factor_from_name(a.inverse_factor);
-    if (a.calibration_dtype != "compute")
+    if (a.calibration_dtype == "float16" || a.calibration_dtype == "bfloat16")
       a.gptq.calibration_dtype = a.calibration_dtype == "float16" ? at::kHalf : at::kBFloat16;
     a.gptq.validate();  // one-line errors before anything is loaded
     Run run{pbllm::data::Dataset::parse(a.dataset)};
@@ -298,6 +299,15 @@ int main(int argc, char** argv) {
     PBLLM_CHECK(model->packed_linears().empty(), checkpoint.dir().string(),
                 " is a packed PB checkpoint: quantize the original model");
     pbllm::quant::require_selected_linears(*model, a.selection);
+    if (a.calibration_dtype == "auto") {  // resolved here, so the report and the resume state name what ran
+      a.gptq.calibration_dtype = pbllm::quant::auto_calibration_dtype(*model);
+      a.calibration_dtype = a.gptq.calibration_dtype == at::kHalf       ? "float16"
+                            : a.gptq.calibration_dtype == at::kBFloat16 ? "bfloat16"
+                                                                        : "compute";
+      if (a.calibration_dtype != "compute")
+        pbllm::log::info(str_cat("calibration activations held in ", a.calibration_dtype,
+                                 ", the checkpoint's dtype (--calibration-dtype compute: in the compute dtype)"));
+    }
     const auto tokenizer = pbllm::tokenizer::Tokenizer::from_directory(checkpoint.dir());
     loading.reset();
     run.seqlen = a.seqlen > 0 ? a.seqlen : pbllm::eval::default_seqlen(model->config());

@@ -38,6 +38,12 @@ int64_t require_selected_linears(const model::DecoderModel& model, const LinearS
   return count;
 }
 
+at::ScalarType auto_calibration_dtype(const model::DecoderModel& model) {
+  const at::ScalarType stored = model.weight(model.linear_weight_name(0, model.linear_names().front())).scalar_type();
+  const bool sixteen_bit = stored == at::kHalf || stored == at::kBFloat16;
+  return sixteen_bit && model.compute_dtype() == at::kFloat ? stored : at::ScalarType::Undefined;
+}
+
 namespace {
 
 // Collects one Hessian per distinct input: Linears that read the same tensor

@@ -24,6 +24,7 @@ expect_error "--compute-dtype float16 needs --device cuda (the CPU computes in f
 expect_error "--compute-dtype 'bf16' is not one of auto, float32, bfloat16, float16" "$QUANTIZE" "$MODEL" ptb xnor --compute_dtype bf16
 "$EVAL" "$MODEL" --datasets ptb --seqlen 128 --max-windows 2 --compute-dtype bfloat16 --json "$SCRATCH/bf16.json" \
   --log-level warn >/dev/null 2>&1
+check "pbllm-eval --compute-dtype bfloat16 exits 0" test $? -eq 0
 check "pbllm-eval --compute-dtype bfloat16 on the CPU says so in its JSON" python3 -c "
 import json, sys; sys.exit(json.load(open('$SCRATCH/bf16.json'))['meta']['compute_dtype'] != 'bfloat16')"
 
@@ -33,7 +34,9 @@ import json, sys; sys.exit(json.load(open('$SCRATCH/bf16.json'))['meta']['comput
 check "pbllm-quantize --save exits 0" test $? -eq 0
 check "one line per quantized Linear" test "$(grep -c '^\[layer' "$SCRATCH/quantize.out")" -eq 14
 check "report.json lists 14 Linears" python3 -c "
-import json, sys; r = json.load(open('$SCRATCH/q/report.json')); sys.exit(len(r['linears']) != 14 or 'ptb' not in r['perplexity'])"
+import json, sys; r = json.load(open('$SCRATCH/q/report.json'))
+# float32 stories260K: --calibration-dtype auto resolves to the compute dtype, and the report names it.
+sys.exit(len(r['linears']) != 14 or 'ptb' not in r['perplexity'] or r['arguments']['calibration_dtype'] != 'compute')"
 check "the profile: one line, and in report.json every phase the run went through, adding up to the wall time" \
   python3 -c "
 import json, sys
@@ -212,7 +215,7 @@ check "... and no Linear" bash -c "! grep -q '^\[layer' '$SCRATCH/plan.out'"
 activations() { awk '/calibration activations/ {print $(NF-1)}' "$1"; }
 check "--calibration-dtype bfloat16 halves the planned activations ($(activations "$SCRATCH/plan32.out") -> $(activations "$SCRATCH/plan16.out") GiB)" \
   python3 -c "import sys; a, b = float('$(activations "$SCRATCH/plan32.out")'), float('$(activations "$SCRATCH/plan16.out")'); sys.exit(not (a > 0 and abs(b - a / 2) <= 0.006))"
-expect_error "--calibration-dtype: int8 not in {compute,float16,bfloat16}" "$QUANTIZE" "$MODEL" ptb xnor --calibration-dtype int8
+expect_error "--calibration-dtype: int8 not in {auto,compute,float16,bfloat16}" "$QUANTIZE" "$MODEL" ptb xnor --calibration-dtype int8
 
 # SIGTERM / SIGINT: the next safe point, exit 143 / 130, nothing half-written.
 for signal in TERM INT; do

@@ -107,8 +107,7 @@ class DecoderModel {
   const std::map<std::string, at::Tensor>& weights() const { return weights_; }
   const at::Tensor& weight(const std::string& name) const;
   // Replaces a weight (same shape; stored in the original dtype), e.g. by its
-  // quantized values; a kept compute copy is replaced too, and the replaced
-  // value's pages in the checkpoint's mapping are given back (MappedFile::page_out).
+  // quantized values; a kept compute copy is replaced too.
   void set_weight(const std::string& name, const at::Tensor& value);
   int64_t parameter_count() const;
 

@@ -58,7 +58,7 @@ struct GptqPbOptions {
   int64_t blocksize = 128;
   int64_t groupsize = -1;  // -1: one group per row, whatever the blocksize
   double percdamp = 0.01;
-  InverseFactor inverse_factor = InverseFactor::one_cholesky;  // the reference's numbers held: README, "--inverse-factor"
+  InverseFactor inverse_factor = InverseFactor::reference;
   bool disable_gptq = false;
   // Correction: the high-bit range from the salient weights only (the
   // reference takes it over all weights of the row).

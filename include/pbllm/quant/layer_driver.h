@@ -30,6 +30,12 @@ struct LinearSelection {
 // How many of `model`'s Linears `selection` picks; none is an error naming the flags and the names.
 int64_t require_selected_linears(const model::DecoderModel& model, const LinearSelection& selection);
 
+// --calibration-dtype auto: a 16-bit checkpoint's activations are held in its
+// own dtype (layer 0's first Linear's; the reference computes such a model in
+// it throughout) where the forward computes in float32; otherwise in the
+// compute dtype (at::ScalarType::Undefined, GptqPbOptions::calibration_dtype).
+at::ScalarType auto_calibration_dtype(const model::DecoderModel& model);
+
 struct LinearReport {
   int64_t layer = 0;
   std::string name;  // e.g. "self_attn.q_proj"
