@@ -2,7 +2,6 @@
 // kernels read, and the runtime choice of the AVX2 kernel.
 #include "packed_gemv.h"
 
-
 #include <cstdint>
 
 #include "packed_gemv_row.h"

@@ -301,9 +301,9 @@ int main(int argc, char** argv) {
     pbllm::quant::require_selected_linears(*model, a.selection);
     if (a.calibration_dtype == "auto") {  // resolved here, so the report and the resume state name what ran
       a.gptq.calibration_dtype = pbllm::quant::auto_calibration_dtype(*model);
-      a.calibration_dtype = a.gptq.calibration_dtype == at::kHalf       ? "float16"
-                            : a.gptq.calibration_dtype == at::kBFloat16 ? "bfloat16"
-                                                                        : "compute";
+      a.calibration_dtype = a.gptq.calibration_dtype == at::ScalarType::Undefined
+                                ? "compute"
+                                : pbllm::model::compute_dtype_name(a.gptq.calibration_dtype);
       if (a.calibration_dtype != "compute")
         pbllm::log::info(str_cat("calibration activations held in ", a.calibration_dtype,
                                  ", the checkpoint's dtype (--calibration-dtype compute: in the compute dtype)"));
