@@ -7,10 +7,23 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <map>
+#include <mutex>
 
 #include "pbllm/core/check.h"
 
 namespace pbllm::io {
+namespace {
+
+// The live mappings (start -> end), so that page_out touches only them.
+std::mutex mappings_mutex;
+std::map<uintptr_t, uintptr_t>& live_mappings() {
+  static std::map<uintptr_t, uintptr_t> mappings;
+  return mappings;
+}
+
+}  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
@@ -30,6 +43,8 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     ::close(fd);
     PBLLM_CHECK(mapped != MAP_FAILED, path, ": cannot map (", std::strerror(mmap_errno), ")");
     data = static_cast<uint8_t*>(mapped);
+    const std::lock_guard<std::mutex> lock(mappings_mutex);
+    live_mappings()[reinterpret_cast<uintptr_t>(data)] = reinterpret_cast<uintptr_t>(data) + size;
   } else {
     ::close(fd);
   }
@@ -37,7 +52,31 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
 }
 
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(data_, size_);
+  if (data_ == nullptr) return;
+  {
+    const std::lock_guard<std::mutex> lock(mappings_mutex);
+    live_mappings().erase(reinterpret_cast<uintptr_t>(data_));
+  }
+  ::munmap(data_, size_);
+}
+
+size_t MappedFile::page_out(const void* begin, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGE_SIZE));
+  const auto first = reinterpret_cast<uintptr_t>(begin), last = first + bytes;
+  const uintptr_t aligned_first = (first + page - 1) / page * page, aligned_last = last / page * page;
+  if (aligned_first >= aligned_last) return 0;
+  // Held through madvise: the mapping cannot be unmapped (and its addresses
+  // reused) in between.
+  const std::lock_guard<std::mutex> lock(mappings_mutex);
+  auto after = live_mappings().upper_bound(first);
+  if (after == live_mappings().begin()) return 0;
+  const auto& [start, end] = *std::prev(after);
+  if (first < start || last > end) return 0;
+#ifdef MADV_PAGEOUT
+  if (::madvise(reinterpret_cast<void*>(aligned_first), aligned_last - aligned_first, MADV_PAGEOUT) == 0)
+    return aligned_last - aligned_first;
+#endif
+  return 0;
 }
 
 }  // namespace pbllm::io

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "pbllm/core/check.h"
+#include "pbllm/io/mapped_file.h"
 #include "pbllm/model/device.h"
 #include "pbllm/model/llama.h"
 #include "pbllm/model/opt.h"
@@ -160,7 +161,13 @@ void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) 
   PBLLM_CHECK(current.sizes() == value.sizes(), "set_weight '", name, "': shape ", value.sizes(), " differs from ",
               current.sizes());
   at::Tensor& stored = weights_[name];
+  const at::Tensor replaced = stored;
   stored = value.to(at::kCPU, current.scalar_type()).contiguous();
+  // The checkpoint's pages of the value replaced (a quantized Linear's original
+  // weight) are not needed again: given back, or they stay resident beside the
+  // new value, most of a big layer's memory (reading them later is still right).
+  if (!replaced.is_meta() && replaced.storage().data() != nullptr)
+    io::MappedFile::page_out(replaced.storage().data(), replaced.storage().nbytes());
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   // From the stored value, so the copy is what a fresh conversion would give;
   // in place, because a kept copy may be a view of its group's stacked weight.

@@ -45,6 +45,8 @@ resume_case() {
 SMALL=(ptb xnor --nsamples 8 --seqlen 128 --log-level info)
 resume_case stories-kill model.safetensors 2 KILL 137 "$STORIES" "${SMALL[@]}" --salient-metric hessian
 resume_case stories-term model.pb.safetensors 1 TERM 143 "$STORIES" "${SMALL[@]}" --format pb
+# After layer 0: the rerun's first forward is layer 0's second pass (MKL first-call race, initialise_vector_math).
+resume_case llama-first model.safetensors 0 KILL 137 "$LLAMA" "${SMALL[@]}"
 resume_case llama-kill model.pb.safetensors 1 KILL 137 "$LLAMA" "${SMALL[@]}" --format pb --low_frac 0.8
 resume_case llama-term model.safetensors 2 TERM 143 "$LLAMA" ptb 2bit --nsamples 8 --seqlen 128 --log-level info
 

@@ -18,6 +18,15 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
+  // Gives back the resident pages wholly inside [begin, begin + bytes) when
+  // they lie in a live mapping (anything else is left alone), for a tensor
+  // the caller no longer needs: madvise(MADV_PAGEOUT), which never loses data.
+  // A page never written is the file's and is dropped (a later read faults it
+  // back in from the file); a page written since (copy-on-write) could only go
+  // to swap and otherwise stays. Returns the bytes advised (0 on a kernel
+  // before 5.4, where it is a no-op).
+  static size_t page_out(const void* begin, size_t bytes);
+
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
