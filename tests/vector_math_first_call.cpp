@@ -1,23 +1,19 @@
 // The first parallel call of LibTorch's MKL vector math, in a fresh process
-// whose thread pool is running: the rotary table of a 128-token window (cos and sin of 4096 angles, two
-// chunks of 2048, one per thread), computed twice; prints how many values
-// the first call got otherwise and exits 1 if any.
+// whose thread pool is running: the rotary table of a 128-token window (cos
+// and sin of 4096 angles, two chunks of 2048, one per thread), computed
+// twice; prints how many values the first call got otherwise, exits 1 if any.
 //   pbllm_vector_math_first_call initialised|raw
 // `initialised` sets the threads as the tools do (set_compute_threads);
 // `raw` only at::set_num_threads, to show what that guards against (here:
 // 2048 values differ, one thread's chunk, in about 1 process of 7).
 #include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
-#include <ATen/ops/div.h>
-#include <ATen/ops/reciprocal.h>
 #include <ATen/ops/cat.h>
-#include <ATen/ops/cos.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/ne.h>
 #include <ATen/ops/outer.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/pow.h>
 #include <ATen/ops/randn.h>
-#include <ATen/ops/sin.h>
 
 #include <cstdio>
 #include <cstring>
@@ -34,7 +30,8 @@ int main(int argc, char** argv) {
   else
     at::set_num_threads(2);
   const at::Tensor m = at::randn({512, 512});
-  (void)at::mm(m, m);  // the thread pool running, as a tool's start-up GEMM leaves it (without it: no race seen)
+  // The thread pool running, as a tool's start-up GEMM leaves it (without it no race was seen).
+  (void)at::mm(m, m);
   const at::Tensor exponents = at::arange(0, 32, 2, at::kLong).to(at::kFloat).div(32);
   const at::Tensor inv_freq = at::pow(10000.0, exponents).reciprocal();
   const at::Tensor angles = at::outer(at::arange(0, 128, at::kLong).to(at::kFloat), inv_freq);

@@ -30,7 +30,7 @@ void initialise_vector_math() {
   // (VML) in chunks of 2048 values, one per thread. The first call of each
   // MKL function made from two threads at once can run the worker's chunk
   // on another code path (measured here: the rotary cos/sin of positions
-  // 64..127 of a 128-token window differed by ~1e-5 in 1 process of 6, so a
+  // 64..127 of a 128-token window differed by ~1e-5 in about 1 process of 7, so a
   // resumed pbllm-quantize, whose first forward is not the uninterrupted
   // run's, gave other bits). One serial call of each, before any parallel
   // one, settles it: 16 values are one chunk.

@@ -18,9 +18,10 @@ namespace {
 
 // The live mappings (start -> end), so that page_out touches only them.
 std::mutex mappings_mutex;
+// Never destroyed: a MappedFile held by a static may outlive any static map.
 std::map<uintptr_t, uintptr_t>& live_mappings() {
-  static std::map<uintptr_t, uintptr_t> mappings;
-  return mappings;
+  static auto* mappings = new std::map<uintptr_t, uintptr_t>;
+  return *mappings;
 }
 
 }  // namespace
@@ -70,8 +71,7 @@ size_t MappedFile::page_out(const void* begin, size_t bytes) {
   const std::lock_guard<std::mutex> lock(mappings_mutex);
   auto after = live_mappings().upper_bound(first);
   if (after == live_mappings().begin()) return 0;
-  const auto& [start, end] = *std::prev(after);
-  if (first < start || last > end) return 0;
+  if (last > std::prev(after)->second) return 0;  // its start is at or before `first`
 #ifdef MADV_PAGEOUT
   if (::madvise(reinterpret_cast<void*>(aligned_first), aligned_last - aligned_first, MADV_PAGEOUT) == 0)
     return aligned_last - aligned_first;

@@ -166,8 +166,11 @@ void DecoderModel::set_weight(const std::string& name, const at::Tensor& value) 
   // The checkpoint's pages of the value replaced (a quantized Linear's original
   // weight) are not needed again: given back, or they stay resident beside the
   // new value, most of a big layer's memory (reading them later is still right).
-  if (!replaced.is_meta() && replaced.storage().data() != nullptr)
-    io::MappedFile::page_out(replaced.storage().data(), replaced.storage().nbytes());
+  // Its own bytes only (a view's storage may hold weights still in use), and
+  // never where the new value is the same memory.
+  if (!replaced.is_meta() && replaced.is_contiguous() && replaced.data_ptr() != nullptr &&
+      !stored.is_alias_of(replaced))
+    io::MappedFile::page_out(replaced.data_ptr(), replaced.nbytes());
   const std::lock_guard<std::mutex> lock(copies_mutex_);
   // From the stored value, so the copy is what a fresh conversion would give;
   // in place, because a kept copy may be a view of its group's stacked weight.

@@ -7,11 +7,21 @@
 set -uo pipefail
 BIN=$1
 source "$(dirname "$0")/lib.sh"
-runs=40 raced=0
-for _ in $(seq $runs); do
-  differing=$("$BIN" initialised)
-  check "set_compute_threads: the first parallel cos/sin is the second's ($differing values differ)" test "$differing" = 0
+# run MODE: the count of differing values it prints, or "crashed (exit N)"; exits 0 and 1 are answers.
+run() {
+  local differing status
+  differing=$("$BIN" "$1"); status=$?
+  if ((status <= 1)); then echo "$differing"; else echo "crashed (exit $status)"; fi
+}
+for _ in $(seq 40); do
+  result=$(run initialised)
+  check "set_compute_threads: the first parallel cos/sin equals the second (got: $result)" test "$result" = 0
 done
-for _ in $(seq 20); do [[ $("$BIN" raw) == 0 ]] || raced=$((raced + 1)); done
-echo "without it (at::set_num_threads alone): $raced of 20 processes got other bits"
+# What it guards against, for the log only: whether MKL races depends on the machine.
+raced=0
+for _ in $(seq 10); do
+  result=$(run raw)
+  [[ $result == 0 ]] || raced=$((raced + 1))
+done
+echo "without it (at::set_num_threads alone): $raced of 10 processes got other bits or failed"
 finish

@@ -1,4 +1,4 @@
-// A read-only view of a whole file through mmap, shared by every tensor that
+// A copy-on-write view of a whole file through mmap, shared by every tensor that
 // points into it: tensors built with at::from_blob keep the mapping alive.
 #pragma once
 
@@ -23,8 +23,10 @@ class MappedFile {
   // the caller no longer needs: madvise(MADV_PAGEOUT), which never loses data.
   // A page never written is the file's and is dropped (a later read faults it
   // back in from the file); a page written since (copy-on-write) could only go
-  // to swap and otherwise stays. Returns the bytes advised (0 on a kernel
-  // before 5.4, where it is a no-op).
+  // to swap and otherwise stays. The pages leave the page cache too, so a later
+  // reader of the file (another run) reads them from disk again; a kernel may
+  // keep pages of a file the process cannot write. Returns the bytes advised
+  // (0 on a kernel before 5.4, where it is a no-op).
   static size_t page_out(const void* begin, size_t bytes);
 
   uint8_t* data() const { return data_; }
