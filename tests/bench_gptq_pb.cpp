@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   int repeat = 2;
   pbllm::tools::CommonFlags common;
   bool skip_restated = false;
-  std::string inverse_factor = "reference";
+  std::string inverse_factor = "one-cholesky";
   app.add_option("--shapes", shapes, "ROWSxCOLUMNS of each Linear (rows = out_features)")->delimiter(',');
   app.add_option("--device", device_name, "cpu, cuda or cuda:N");
   app.add_option("--repeat", repeat, "timed runs after one warm-up; the best is reported")->check(pbllm::tools::count_range());

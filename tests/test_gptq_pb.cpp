@@ -156,7 +156,7 @@ TEST(GptqPb, CudaBlockKernelEqualsItsHostEmulationBitForBit) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU on this machine: skipped (the emulated kernel test ran instead)";
   const int64_t rows = 300, columns = 256, first = 128, n = 128;
   const auto [W, H] = random_layer(rows, columns, 23);
-  const at::Tensor U = inverse_hessian_factor(H, 0.01, "test", nullptr, nullptr);
+  const at::Tensor U = inverse_hessian_factor(H, 0.01, "test", nullptr, nullptr, InverseFactor::one_cholesky);
   const at::Tensor mask = at::rand({rows, columns}) < 0.9;
   const at::Tensor high_scale = at::rand({rows}) * 0.01 + 1e-3, high_zero = at::randint(0, 256, {rows}).to(at::kFloat);
   const at::Tensor low_mean = at::randn({rows}) * 0.01, low_scale = at::rand({rows}) * 0.1 + 1e-3;

@@ -29,7 +29,7 @@ namespace {
 using pbllm::str_cat;
 
 struct Arguments {
-  std::string model, dataset, method, metric = "magnitude", inverse_factor = "reference", data_dir, save, eval, json, format = "hf";
+  std::string model, dataset, method, metric = "magnitude", inverse_factor = "one-cholesky", data_dir, save, eval, json, format = "hf";
   std::string calibration_dtype = "auto";
   int64_t nsamples = 128, seqlen = 0, max_windows = 0;
   uint64_t seed = 0;
@@ -51,7 +51,7 @@ void add_flags(CLI::App& app, Arguments& a) {
   app.add_option("--salient_metric,--salient-metric", a.metric, "magnitude or hessian")
       ->check(CLI::IsMember({"magnitude", "hessian"}));
   app.add_option("--inverse-factor,--inverse_factor", a.inverse_factor,
-                 "reference (the reference's three factorisations, its exact roundings; the default) or one-cholesky (one Cholesky and one triangular inverse: faster)")
+                 "one-cholesky (one Cholesky and one triangular inverse; the default) or reference (the reference's three factorisations, its exact roundings)")
       ->check(CLI::IsMember({"reference", "one-cholesky"}));
   app.add_option("--nsamples", a.nsamples, "calibration windows")->check(pbllm::tools::count_range());
   app.add_option("--calibration-dtype,--calibration_dtype", a.calibration_dtype,

@@ -58,7 +58,7 @@ struct GptqPbOptions {
   int64_t blocksize = 128;
   int64_t groupsize = -1;  // -1: one group per row, whatever the blocksize
   double percdamp = 0.01;
-  InverseFactor inverse_factor = InverseFactor::reference;
+  InverseFactor inverse_factor = InverseFactor::one_cholesky;  // the reference's numbers held: README, "--inverse-factor"
   bool disable_gptq = false;
   // Correction: the high-bit range from the salient weights only (the
   // reference takes it over all weights of the row).
@@ -91,7 +91,7 @@ struct GptqPbResult {
 // factorisation that fails multiplies the damping by 10 and retries (at most
 // 6 times), logging each retry with `name`.
 at::Tensor inverse_hessian_factor(const at::Tensor& H, double percdamp, const std::string& name, double* percdamp_used,
-                                  int* retries, InverseFactor how = InverseFactor::reference);
+                                  int* retries, InverseFactor how);
 // The inverse of a lower-triangular matrix by recursive halving: each level
 // two half-size inverses and two GEMMs, 2n^3/3 flops at the GEMM rate (a
 // triangular solve against the identity would take n^3).

@@ -17,7 +17,7 @@ struct RunShape {
   int64_t windows = 0, seqlen = 0;  // calibration
   LinearSelection selection;
   int64_t blocksize = 128;
-  InverseFactor inverse_factor = InverseFactor::reference;
+  InverseFactor inverse_factor = InverseFactor::one_cholesky;  // the reference's numbers held: README, "--inverse-factor"
   bool packed = false;              // --format pb: the packed Linears are held too
   int64_t eval_seqlen = 0;          // 0: no evaluation after quantizing
   at::ScalarType calibration_dtype = at::ScalarType::Undefined;  // GptqPbOptions::calibration_dtype
